@@ -1,0 +1,37 @@
+# Everything installs into ./.venv on first use; `make run` and `make test` need nothing else.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: install run test test-postgres lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## migrate the database, then serve on 127.0.0.1:8000
+	$(BIN)/flask --app wsgi db upgrade
+	exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+test: install  ## the whole suite (SQLite; PostgreSQL/Redis when TEST_DATABASE_URL/TEST_REDIS_URL are set)
+	$(BIN)/pytest -n auto -p no:cacheprovider
+
+test-postgres: install
+	TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \
+	TEST_REDIS_URL=redis://127.0.0.1:6379/0 $(MAKE) test
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache .hypothesis

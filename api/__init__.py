@@ -1,0 +1,95 @@
+"""Coffer: a JSON REST backend with users, JWT sessions and owner-scoped JSON records."""
+
+import os
+from collections.abc import Mapping
+
+import redis
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from api import cli, database, errors, keys, logs, models, web
+from api.config import from_env
+from api.extensions import cors, db, limiter, migrate
+
+MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
+CORS_ALLOW_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+]
+CORS_EXPOSE_HEADERS = [
+    "ETag",
+    "Location",
+    "Link",
+    "Retry-After",
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
+
+
+__all__ = ["create_app", "models"]
+
+
+def create_app(config: Mapping | None = None) -> Flask:
+    """Build a Coffer app from the environment, with `config` overriding any setting."""
+    app = Flask(__name__)
+    app.config.update(from_env())
+    app.config.update(config or {})
+    app.config["MAX_CONTENT_LENGTH"] = app.config["COFFER_MAX_BODY_BYTES"]
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    logs.init_app(app)
+    keys.init_app(app)
+    database.init_app(app)
+    web.init_app(app)
+    errors.init_app(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
+    _init_redis(app)
+    _init_limiter(app)
+    _init_cors(app)
+    if app.config["COFFER_TRUSTED_PROXIES"] > 0:
+        hops = app.config["COFFER_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    import resources  # the routes need the extensions bound first
+
+    resources.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def _init_redis(app: Flask) -> None:
+    url = app.config.get("REDIS_URL")
+    if url:
+        app.extensions["coffer_redis"] = redis.Redis.from_url(
+            url, socket_connect_timeout=1, socket_timeout=1, health_check_interval=30
+        )
+
+
+def _init_limiter(app: Flask) -> None:
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1})
+    app.config.setdefault("RATELIMIT_STRATEGY", "sliding-window-counter")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "coffer")
+    # Redis down: count per process rather than fail requests (documented in the README).
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    limiter.init_app(app)
+
+
+def _init_cors(app: Flask) -> None:
+    options = {
+        "origins": app.config["COFFER_CORS_ORIGINS"],
+        "allow_headers": CORS_ALLOW_HEADERS,
+        "expose_headers": CORS_EXPOSE_HEADERS,
+        "methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        "max_age": 600,
+        "supports_credentials": False,  # bearer tokens only: no ambient credentials
+    }
+    cors.init_app(app, resources={r"/api/*": options, r"/.well-known/*": options})

@@ -1,0 +1,60 @@
+"""Configuration: one table of environment variables, each with a default that works locally.
+
+Flask config keys carry the same names as the environment variables, so `create_app(config)`
+overrides read exactly like the documentation (`{"COFFER_ACCESS_TOKEN_TTL": 60}`).
+"""
+
+import os
+from collections.abc import Mapping
+
+# name -> (type, default). `None` means "unset"; the app derives a value at start-up.
+SETTINGS: dict[str, tuple[type, object]] = {
+    "COFFER_ENV": (str, "development"),
+    "DATABASE_URL": (str, None),
+    "REDIS_URL": (str, None),
+    "COFFER_SECRET_KEY": (str, None),
+    "COFFER_CORS_ORIGINS": (list, "*"),
+    "COFFER_ACCESS_TOKEN_TTL": (int, 900),
+    "COFFER_REFRESH_TOKEN_TTL": (int, 2592000),
+    "COFFER_REFRESH_REUSE_INTERVAL": (int, 10),
+    "COFFER_RATE_LIMIT_AUTH": (str, "10/minute"),
+    "COFFER_RATE_LIMIT_API": (str, "600/minute"),
+    "COFFER_ADMIN_EMAIL": (str, None),
+    "COFFER_ADMIN_PASSWORD": (str, None),
+    "COFFER_MAX_BODY_BYTES": (int, 1048576),
+    "COFFER_MAX_RECORD_BYTES": (int, 65536),
+    "COFFER_JWT_ISSUER": (str, "coffer"),
+    "COFFER_JWT_AUDIENCE": (str, "coffer-api"),
+    "COFFER_PASSWORD_MIN_LENGTH": (int, 12),
+    # argon2id cost; the defaults are RFC 9106's second recommendation (above OWASP's minimum).
+    "COFFER_ARGON2_TIME_COST": (int, 3),
+    "COFFER_ARGON2_MEMORY_KIB": (int, 65536),
+    "COFFER_ARGON2_PARALLELISM": (int, 4),
+    "COFFER_TRUSTED_PROXIES": (int, 0),
+    "COFFER_LOG_LEVEL": (str, "INFO"),
+}
+
+
+def _convert(name: str, kind: type, raw: str) -> object:
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise RuntimeError(f"{name} must be an integer, got {raw!r}") from None
+    if kind is list:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
+
+
+def from_env(environ: Mapping[str, str] = os.environ) -> dict[str, object]:
+    """Read every setting; an empty variable counts as unset."""
+    config: dict[str, object] = {}
+    for name, (kind, default) in SETTINGS.items():
+        raw = environ.get(name, "").strip()
+        if raw:
+            config[name] = _convert(name, kind, raw)
+        elif isinstance(default, str) and kind is not str:
+            config[name] = _convert(name, kind, default)
+        else:
+            config[name] = default
+    return config

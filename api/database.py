@@ -1,0 +1,51 @@
+"""Database URL and engine settings: SQLite by default, PostgreSQL (psycopg 3) in production."""
+
+import os
+import sqlite3
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+def database_url(app: Flask) -> str:
+    url = app.config.get("DATABASE_URL")
+    if not url:
+        return "sqlite:///" + os.path.join(app.instance_path, "coffer.db")
+    # Hosted PostgreSQL often hands out postgres:// URLs; Coffer talks to it through psycopg 3.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        # `timeout` is SQLite's busy timeout: writers queue instead of failing at once.
+        return {"connect_args": {"timeout": 10}}
+    return {
+        "pool_pre_ping": True,  # a restarted database costs one failed request, not a restart
+        "pool_size": 5,
+        "max_overflow": 5,
+        "pool_timeout": 5,
+        "pool_recycle": 1800,
+        "connect_args": {"connect_timeout": 3},
+    }
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def init_app(app: Flask) -> None:
+    url = database_url(app)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))

@@ -1,0 +1,130 @@
+"""SQLAlchemy models: users, their sessions and refresh tokens, records, idempotency keys."""
+
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+from uuid6 import uuid7
+
+from api.extensions import db
+
+ROLES = ("user", "service", "admin")
+
+
+def utcnow() -> datetime:
+    """Now in UTC, truncated to the millisecond: what is stored is exactly what clients see."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and dialect.name == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(sa.String(200))
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16), default="user", index=True)
+    is_active: Mapped[bool] = mapped_column(default=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (sa.CheckConstraint(f"role IN {ROLES}", name="role"),)
+
+
+class Session(db.Model):
+    """One log-in on one device; lives until revoked or its refresh token expires."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    device_name: Mapped[str | None] = mapped_column(sa.String(100))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(512))
+    ip: Mapped[str | None] = mapped_column(sa.String(45))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # A user's sessions, newest first, for the paginated list.
+    __table_args__ = (sa.Index("ix_sessions_user_id_id", "user_id", "id"),)
+
+
+class RefreshToken(db.Model):
+    """Every refresh token a session was given, stored only as a SHA-256 hash.
+
+    The current token has `rotated_at` NULL. Keeping the rotated ones is what lets Coffer tell
+    a replayed old token (theft: revoke the session) from one it never issued (just 401).
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Record(db.Model):
+    """A JSON object in a named collection, owned by the user who created it."""
+
+    __tablename__ = "records"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    owner_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    collection: Mapped[str] = mapped_column(sa.String(64))
+    data: Mapped[dict] = mapped_column(sa.JSON().with_variant(JSONB(), "postgresql"))
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        # Keyset pages of one owner's collection by the default and timestamp sorts.
+        sa.Index(
+            "ix_records_owner_collection_created", "owner_id", "collection", "created_at", "id"
+        ),
+        sa.Index(
+            "ix_records_owner_collection_updated", "owner_id", "collection", "updated_at", "id"
+        ),
+        sa.Index("ix_records_owner_collection_id", "owner_id", "collection", "id"),
+    )
+
+
+class IdempotencyKey(db.Model):
+    """A POST's `Idempotency-Key`, scoped to its caller, with the response to replay."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    scope: Mapped[str] = mapped_column(sa.String(100))
+    key: Mapped[str] = mapped_column(sa.String(255))
+    fingerprint: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
+    status: Mapped[int | None]
+    body: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    headers: Mapped[dict | None] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    __table_args__ = (sa.UniqueConstraint("scope", "key"),)

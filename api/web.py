@@ -1,0 +1,61 @@
+"""HTTP plumbing shared by every resource: request ids, headers, JSON bodies, JSON output."""
+
+import re
+import uuid
+
+import orjson
+from flask import Flask, Response, current_app, g, request
+
+from api.errors import Problem
+
+V1 = "/api/v1"
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_SPEC_PATHS = frozenset({f"{V1}/openapi.json", f"{V1}/openapi.yaml"})
+
+
+def client_ip() -> str:
+    """The client address; ProxyFix (configured by COFFER_TRUSTED_PROXIES) makes it the real one."""
+    return request.remote_addr or "unknown"
+
+
+def load_json(*, media_types: tuple[str, ...] = (JSON,)) -> object:
+    """The request body parsed as JSON: 415 for another content type, 400 when malformed."""
+    if request.mimetype not in media_types:
+        raise Problem(415, f"The request body must be {' or '.join(media_types)}.")
+    try:
+        return orjson.loads(request.get_data(cache=True))
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"The request body is not valid JSON: {exc}.") from None
+
+
+def json_response(data: object, code: int, headers: dict | None = None) -> Response:
+    """Flask-RESTful representation for application/json, serialised with orjson."""
+    response = current_app.response_class(orjson.dumps(data), status=code, mimetype=JSON)
+    if headers:
+        response.headers.extend(headers)
+    return response
+
+
+def _assign_request_id() -> None:
+    sent = request.headers.get("X-Request-ID", "")
+    g.request_id = sent if _SANE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+
+
+def _secure_headers(response: Response) -> Response:
+    headers = response.headers
+    headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    path = request.path
+    if path.startswith(V1) and path not in _SPEC_PATHS:
+        headers["Cache-Control"] = "no-store"
+    if not path.startswith("/docs"):
+        headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_assign_request_id)
+    app.after_request(_secure_headers)

@@ -1,0 +1,92 @@
+"""Fixtures: one migrated database per test worker, a fresh app and empty tables per test.
+
+SQLite (a temporary file) by default; PostgreSQL when TEST_DATABASE_URL is set (one schema per
+xdist worker), Redis-backed rate limits when TEST_REDIS_URL is set.
+"""
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from api import create_app
+from api.extensions import db
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+SECRET = "test-signing-key-" + "x7Qp2Lm9" * 6
+
+
+def _postgres_schema_url(base: str, schema: str) -> str:
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory, worker_id):
+    if TEST_DATABASE_URL:
+        url = _postgres_schema_url(TEST_DATABASE_URL, f"coffer_test_{worker_id}")
+    else:
+        url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "coffer.db")
+    app = create_app({"DATABASE_URL": url, "COFFER_SECRET_KEY": SECRET, "TESTING": True})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+def base_config(database_url: str, tmp_path) -> dict:
+    config = {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "COFFER_SECRET_KEY": SECRET,
+        "COFFER_RATE_LIMIT_AUTH": "10000/minute",
+        "COFFER_RATE_LIMIT_API": "10000/minute",
+        # Cheap hashing keeps the suite fast; tests/test_passwords.py checks the real defaults.
+        "COFFER_ARGON2_TIME_COST": 1,
+        "COFFER_ARGON2_MEMORY_KIB": 1024,
+        "COFFER_ARGON2_PARALLELISM": 1,
+        "RATELIMIT_KEY_PREFIX": f"coffer-test-{uuid.uuid4().hex}",
+    }
+    if TEST_REDIS_URL:
+        config["REDIS_URL"] = TEST_REDIS_URL
+    return config
+
+
+@pytest.fixture
+def make_app(database_url, tmp_path):
+    """Build an app on the shared test database; tables are emptied after the test."""
+    apps = []
+
+    def factory(**overrides):
+        app = create_app({**base_config(database_url, tmp_path), **overrides})
+        app.instance_path = str(tmp_path)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(table.delete())
+    engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

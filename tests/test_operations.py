@@ -1,0 +1,97 @@
+"""Liveness, readiness, request ids, security headers and CORS."""
+
+import pytest
+
+UNREACHABLE_DB = "postgresql+psycopg://coffer@127.0.0.1:9/coffer"
+
+
+def test_healthz_is_ok(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_checks_the_database(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["checks"]["database"] == "ok"
+
+
+def test_readyz_is_503_problem_when_the_database_is_unreachable(make_app):
+    app = make_app(DATABASE_URL=UNREACHABLE_DB, TESTING=False)
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["Retry-After"]
+    body = response.get_json()
+    assert body["status"] == 503 and "database" in body["detail"]
+
+
+def test_request_id_is_echoed_when_sane(client):
+    response = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+
+
+@pytest.mark.parametrize("sent", ["", "x" * 200, "bad id\twith spaces", "<script>"])
+def test_request_id_is_generated_when_missing_or_insane(client, sent):
+    response = client.get("/healthz", headers={"X-Request-ID": sent})
+    generated = response.headers["X-Request-ID"]
+    assert generated != sent and len(generated) == 32
+
+
+def test_error_bodies_carry_the_request_id(client):
+    response = client.get("/api/v1/nope", headers={"X-Request-ID": "trace-7"})
+    assert response.get_json()["request_id"] == "trace-7"
+
+
+def test_every_response_is_nosniff_and_api_responses_are_not_cached(client):
+    assert client.get("/healthz").headers["X-Content-Type-Options"] == "nosniff"
+    response = client.get("/api/v1/nope")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def _preflight(client, origin):
+    return client.options(
+        "/api/v1/users",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, Content-Type, Idempotency-Key",
+        },
+    )
+
+
+def test_cors_preflight_from_an_allowed_origin(make_app):
+    client = make_app(COFFER_CORS_ORIGINS=["https://app.example"]).test_client()
+    response = _preflight(client, "https://app.example")
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    allowed = response.headers["Access-Control-Allow-Headers"].lower()
+    for header in ("authorization", "content-type", "idempotency-key"):
+        assert header in allowed
+    assert int(response.headers["Access-Control-Max-Age"]) > 0
+    assert "Access-Control-Allow-Credentials" not in response.headers
+
+
+def test_cors_preflight_from_a_disallowed_origin_gets_no_allow_origin(make_app):
+    client = make_app(COFFER_CORS_ORIGINS=["https://app.example"]).test_client()
+    response = _preflight(client, "https://evil.example")
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_cors_exposes_the_headers_clients_read(make_app):
+    client = make_app(COFFER_CORS_ORIGINS=["https://app.example"]).test_client()
+    response = client.get("/api/v1/nope", headers={"Origin": "https://app.example"})
+    exposed = {
+        h.strip().lower() for h in response.headers["Access-Control-Expose-Headers"].split(",")
+    }
+    for header in ("etag", "location", "link", "retry-after", "x-request-id", "x-ratelimit-limit"):
+        assert header in exposed
+
+
+def test_wildcard_origin_is_the_default(client):
+    response = _preflight(client, "https://anywhere.example")
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
