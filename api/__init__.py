@@ -7,7 +7,7 @@ import redis
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import cli, database, errors, keys, logs, models, web
+from api import auth, cli, database, errors, keys, logs, models, pagination, web
 from api.config import from_env
 from api.extensions import cors, db, limiter, migrate
 
@@ -44,6 +44,8 @@ def create_app(config: Mapping | None = None) -> Flask:
 
     logs.init_app(app)
     keys.init_app(app)
+    auth.init_app(app)
+    pagination.init_app(app)
     database.init_app(app)
     web.init_app(app)
     errors.init_app(app)
@@ -60,6 +62,7 @@ def create_app(config: Mapping | None = None) -> Flask:
 
     resources.init_app(app)
     cli.init_app(app)
+    cli.bootstrap_admin(app)
     return app
 
 
@@ -91,5 +94,6 @@ def _init_cors(app: Flask) -> None:
         "methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         "max_age": 600,
         "supports_credentials": False,  # bearer tokens only: no ambient credentials
+        "send_wildcard": "*" in app.config["COFFER_CORS_ORIGINS"],
     }
     cors.init_app(app, resources={r"/api/*": options, r"/.well-known/*": options})

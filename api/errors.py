@@ -11,6 +11,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_JSON = "application/problem+json"
+# RFC 9110's names where Python's HTTPStatus still has the older ones.
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 # Headers a werkzeug exception may carry that the client needs (Allow on 405, …).
 _KEPT_HEADERS = frozenset({"allow", "www-authenticate", "retry-after"})
 
@@ -43,7 +45,7 @@ def problem(
     """Build a problem+json response; the only place an error body is made."""
     body: dict = {
         "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": _TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail or HTTPStatus(status).description,
         "request_id": g.get("request_id"),

@@ -5,6 +5,7 @@ import uuid
 
 import orjson
 from flask import Flask, Response, current_app, g, request
+from marshmallow import Schema, ValidationError
 
 from api.errors import Problem
 
@@ -30,6 +31,26 @@ def load_json(*, media_types: tuple[str, ...] = (JSON,)) -> object:
         raise Problem(400, f"The request body is not valid JSON: {exc}.") from None
 
 
+def load_body(schema: Schema, *, media_types: tuple[str, ...] = (JSON,)) -> dict:
+    """Parse and validate the JSON body; a ValidationError becomes 422 in api/errors.py."""
+    return schema.load(load_json(media_types=media_types))
+
+
+def load_query(schema: Schema) -> dict:
+    """Validate query parameters: 400 when one is unknown or malformed, 422 when out of range."""
+    try:
+        return schema.load(request.args.to_dict(flat=True))
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        malformed = any(
+            name not in schema.fields
+            or set(problems) & set(schema.fields[name].error_messages.values())
+            for name, problems in messages.items()
+        )
+        status = 400 if malformed else 422
+        raise Problem(status, "A query parameter is invalid.", errors=messages) from None
+
+
 def json_response(data: object, code: int, headers: dict | None = None) -> Response:
     """Flask-RESTful representation for application/json, serialised with orjson."""
     response = current_app.response_class(orjson.dumps(data), status=code, mimetype=JSON)
@@ -47,6 +68,8 @@ def _secure_headers(response: Response) -> Response:
     headers = response.headers
     headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
     headers["X-Content-Type-Options"] = "nosniff"
+    if response.status_code not in (429, 503):
+        headers.pop("Retry-After", None)  # Flask-Limiter adds it to every limited response
     headers.setdefault("Referrer-Policy", "no-referrer")
     path = request.path
     if path.startswith(V1) and path not in _SPEC_PATHS:

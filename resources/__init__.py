@@ -4,7 +4,20 @@ from flask import Blueprint, Flask
 
 from api.errors import ProblemApi
 from api.web import V1, json_response
+from resources.data import Collection, Collections, RecordItem
 from resources.health import Liveness, Readiness
+from resources.sessions import (
+    CurrentSession,
+    SessionItem,
+    SessionList,
+    SessionRefresh,
+)
+from resources.users import (
+    Me,
+    MyPassword,
+    UserItem,
+    UserList,
+)
 
 blueprint = Blueprint("coffer", __name__)
 api = ProblemApi(blueprint)
@@ -13,9 +26,20 @@ api.representations = {"application/json": json_response}
 api.add_resource(Liveness, "/healthz")
 api.add_resource(Readiness, "/readyz")
 
+api.add_resource(UserList, f"{V1}/users")
+api.add_resource(Me, f"{V1}/users/me")
+api.add_resource(MyPassword, f"{V1}/users/me/password")
+api.add_resource(UserItem, f"{V1}/users/<uuid:user_id>")
+
+api.add_resource(SessionList, f"{V1}/sessions")
+api.add_resource(SessionRefresh, f"{V1}/sessions/refresh")
+api.add_resource(CurrentSession, f"{V1}/sessions/current")
+api.add_resource(SessionItem, f"{V1}/sessions/<uuid:session_id>")
+
+api.add_resource(Collections, f"{V1}/data")
+api.add_resource(Collection, f"{V1}/data/<string:collection>")
+api.add_resource(RecordItem, f"{V1}/data/<string:collection>/<string:record_id>")
+
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(blueprint)
-
-
-__all__ = ["V1", "init_app"]

@@ -6,17 +6,22 @@ xdist worker), Redis-backed rate limits when TEST_REDIS_URL is set.
 
 import os
 import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from api import create_app
+from api.auth import hash_password, issue_access_token
 from api.extensions import db
+from api.models import Session, User, utcnow
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 SECRET = "test-signing-key-" + "x7Qp2Lm9" * 6
+PASSWORD = "correct horse battery staple"
 
 
 def _postgres_schema_url(base: str, schema: str) -> str:
@@ -32,7 +37,8 @@ def _postgres_schema_url(base: str, schema: str) -> str:
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory, worker_id):
     if TEST_DATABASE_URL:
-        url = _postgres_schema_url(TEST_DATABASE_URL, f"coffer_test_{worker_id}")
+        prefix = os.environ.get("TEST_SCHEMA_PREFIX", "coffer_test")
+        url = _postgres_schema_url(TEST_DATABASE_URL, f"{prefix}_{worker_id}")
     else:
         url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "coffer.db")
     app = create_app({"DATABASE_URL": url, "COFFER_SECRET_KEY": SECRET, "TESTING": True})
@@ -90,3 +96,57 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@dataclass
+class Account:
+    id: str
+    email: str
+    password: str
+    session_id: str
+    token: str
+    headers: dict = field(default_factory=dict)
+
+
+class Accounts:
+    """Creates users with a live session each, through the same functions log-in uses."""
+
+    def __init__(self, app):
+        self.app = app
+        self.count = 0
+
+    def create(self, *, role: str = "user", email: str | None = None, password: str = PASSWORD):
+        self.count += 1
+        email = email or f"{role}{self.count}-{uuid.uuid4().hex[:8]}@example.com"
+        with self.app.app_context():
+            user = User(email=email, password_hash=hash_password(password), role=role)
+            db.session.add(user)
+            db.session.flush()
+            ttl = timedelta(seconds=self.app.config["COFFER_REFRESH_TOKEN_TTL"])
+            session = Session(user_id=user.id, device_name="pytest", expires_at=utcnow() + ttl)
+            db.session.add(session)
+            db.session.commit()
+            token, _ = issue_access_token(user, session)
+            return Account(
+                id=str(user.id),
+                email=email,
+                password=password,
+                session_id=str(session.id),
+                token=token,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+
+
+@pytest.fixture
+def accounts(app):
+    return Accounts(app)
+
+
+@pytest.fixture
+def user(accounts):
+    return accounts.create()
+
+
+@pytest.fixture
+def admin(accounts):
+    return accounts.create(role="admin")

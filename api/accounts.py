@@ -1,0 +1,226 @@
+"""Users and sessions: the operations behind the users and sessions resources."""
+
+import uuid
+from datetime import timedelta
+
+from flask import current_app
+from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from api.auth import (
+    child_refresh_token,
+    hash_password,
+    new_refresh_token,
+    password_problems,
+    token_hash,
+    unauthorized,
+    verify_password,
+)
+from api.errors import Problem
+from api.extensions import db
+from api.models import RefreshToken, Session, User, utcnow
+
+INVALID_CREDENTIALS = "The email or password is incorrect."
+INVALID_REFRESH_TOKEN = "The refresh token is invalid, expired or revoked."
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+def _commit_unique_email() -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Problem(409, "This email address is already registered.") from None
+
+
+def create_user(*, email: str, password: str, name: str | None = None, role: str = "user") -> User:
+    user = User(email=email, password_hash=hash_password(password), name=name, role=role)
+    db.session.add(user)
+    _commit_unique_email()
+    return user
+
+
+def get_user(user_id: uuid.UUID) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise Problem(404, "No such user.")
+    return user
+
+
+def user_list(filters: dict):
+    """Users matching the admin list's filters (`email`, `role`, `is_active`)."""
+    stmt = db.select(User)
+    if "email" in filters:
+        stmt = stmt.where(User.email == filters["email"].strip().lower())
+    if "role" in filters:
+        stmt = stmt.where(User.role == filters["role"])
+    if "is_active" in filters:
+        stmt = stmt.where(User.is_active == filters["is_active"])
+    return stmt
+
+
+def find_user(email: str) -> User | None:
+    return db.session.execute(db.select(User).filter_by(email=email)).scalar_one_or_none()
+
+
+def require_password(user: User, password: str | None, field: str) -> None:
+    """A confirmation of the user's own password; wrong or missing is 422 naming the field."""
+    if not password or not verify_password(user, password):
+        raise ValidationError({field: ["The password is incorrect."]})
+
+
+def update_user(user: User, changes: dict) -> User:
+    """Apply admin or self-service changes; a new role or deactivation ends every session."""
+    ends_sessions = ("role" in changes and changes["role"] != user.role) or (
+        changes.get("is_active") is False and user.is_active
+    )
+    for name, value in changes.items():
+        setattr(user, name, value)
+    if ends_sessions:
+        revoke_sessions(user.id)
+    _commit_unique_email()
+    return user
+
+
+def change_password(user: User, *, current: str, new: str, keep_session: Session) -> None:
+    require_password(user, current, "current_password")
+    problems = password_problems(new, user.email)
+    if problems:
+        raise ValidationError({"new_password": problems})
+    user.password_hash = hash_password(new)
+    user.updated_at = utcnow()
+    revoke_sessions(user.id, keep=keep_session.id)
+    db.session.commit()
+
+
+def delete_user(user: User) -> None:
+    """Delete the user; its sessions, refresh tokens and records go with it (ON DELETE CASCADE)."""
+    db.session.delete(user)
+    db.session.commit()
+
+
+def ensure_admin(email: str, password: str) -> User:
+    """Make sure this admin exists and is active; an existing password is left alone."""
+    email = email.strip().lower()
+    user = find_user(email)
+    if user is None:
+        problems = password_problems(password, email)
+        if problems:
+            raise ValueError(f"the admin password is not acceptable: {' '.join(problems)}")
+        try:
+            return create_user(email=email, password=password, role="admin")
+        except Problem:  # another worker created it at the same moment
+            user = find_user(email)
+    if user.role != "admin" or not user.is_active:
+        update_user(user, {"role": "admin", "is_active": True})
+    return user
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+def _issue_refresh_token(session: Session, token: str | None = None) -> str:
+    token = token or new_refresh_token()
+    db.session.add(RefreshToken(session_id=session.id, token_hash=token_hash(token)))
+    return token
+
+
+def log_in(
+    *, email: str, password: str, device_name: str | None, user_agent: str | None, ip: str
+) -> tuple[User, Session, str]:
+    """Check credentials (the same work and the same 401 whatever is wrong); start a session."""
+    user = find_user(email)
+    if not verify_password(user, password) or not user.is_active:
+        raise unauthorized(INVALID_CREDENTIALS, error=None)
+    ttl = timedelta(seconds=current_app.config["COFFER_REFRESH_TOKEN_TTL"])
+    session = Session(
+        user_id=user.id,
+        device_name=device_name,
+        user_agent=(user_agent or "")[:512] or None,
+        ip=ip,
+        expires_at=utcnow() + ttl,
+    )
+    db.session.add(session)
+    db.session.flush()
+    refresh_token = _issue_refresh_token(session)
+    db.session.commit()  # also saves a password hash upgraded by verify_password
+    return user, session, refresh_token
+
+
+def refresh(presented: str) -> tuple[User, Session, str]:
+    """Rotate a refresh token; a replayed old one revokes the session (see API.md).
+
+    Rotation is a compare-and-swap on `rotated_at`, so of many parallel refreshes exactly one
+    rotates; the others, inside the reuse interval, get the same derived child token back.
+    """
+    row = db.session.execute(
+        db.select(RefreshToken, Session, User)
+        .join(Session, Session.id == RefreshToken.session_id)
+        .join(User, User.id == Session.user_id)
+        .where(RefreshToken.token_hash == token_hash(presented))
+    ).first()
+    if row is None:
+        raise unauthorized(INVALID_REFRESH_TOKEN)
+    token, session, user = row
+    now = utcnow()
+    if session.revoked_at is not None or session.expires_at <= now or not user.is_active:
+        raise unauthorized(INVALID_REFRESH_TOKEN)
+    child = child_refresh_token(presented)
+    if token.rotated_at is None:
+        rotated = db.session.execute(
+            db.update(RefreshToken)
+            .where(RefreshToken.id == token.id, RefreshToken.rotated_at.is_(None))
+            .values(rotated_at=now)
+        )
+        if rotated.rowcount == 1:
+            _issue_refresh_token(session, child)
+            session.last_used_at = now
+            db.session.commit()
+            return user, session, child
+        db.session.rollback()  # a parallel refresh rotated it first
+        token = db.session.get(RefreshToken, token.id, populate_existing=True)
+    if _within_grace(token, child, now):
+        return user, session, child
+    revoke_session(session)
+    db.session.commit()
+    raise unauthorized(INVALID_REFRESH_TOKEN)
+
+
+def _within_grace(token: RefreshToken, child: str, now) -> bool:
+    """Is `token` the immediate parent of the current token, rotated moments ago?"""
+    interval = current_app.config["COFFER_REFRESH_REUSE_INTERVAL"]
+    if interval <= 0 or now - token.rotated_at > timedelta(seconds=interval):
+        return False
+    current = db.session.execute(
+        db.select(RefreshToken.rotated_at).where(RefreshToken.token_hash == token_hash(child))
+    ).first()
+    return current is not None and current.rotated_at is None
+
+
+def active_sessions(user_id: uuid.UUID):
+    return db.select(Session).where(
+        Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > utcnow()
+    )
+
+
+def get_session(user_id: uuid.UUID, session_id: uuid.UUID) -> Session:
+    session = db.session.execute(
+        active_sessions(user_id).where(Session.id == session_id)
+    ).scalar_one_or_none()
+    if session is None:
+        raise Problem(404, "No such session.")
+    return session
+
+
+def revoke_session(session: Session) -> None:
+    session.revoked_at = session.revoked_at or utcnow()
+
+
+def revoke_sessions(user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> None:
+    """Revoke every live session of a user (but `keep`); the caller commits."""
+    stmt = db.update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
+    if keep is not None:
+        stmt = stmt.where(Session.id != keep)
+    db.session.execute(stmt.values(revoked_at=utcnow()))

@@ -1,0 +1,244 @@
+"""Security primitives: password hashing and policy, access tokens, refresh tokens, and the
+decorators that authenticate a request and check its role."""
+
+import base64
+import functools
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from importlib import resources as package_files
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import Flask, current_app, g, request
+
+from api.errors import Problem
+from api.extensions import db
+from api.models import Session, User, utcnow
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: tells access tokens apart from any other JWT
+ALGORITHMS = ["HS256"]  # pinned: the header's `alg` is never trusted
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "role", "iat", "nbf", "exp", "jti"]
+CLOCK_LEEWAY = 30  # seconds of clock skew tolerated on iat/nbf/exp
+MAX_PASSWORD_LENGTH = 256
+# Sessions are touched at most this often; `last_used_at` is informational.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+# --- passwords ------------------------------------------------------------------------------
+
+
+def _load_common_passwords() -> frozenset[str]:
+    text = package_files.files("api").joinpath("data/common-passwords.txt").read_text("utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+COMMON_PASSWORDS = _load_common_passwords()
+
+
+def password_problems(password: str, email: str | None) -> list[str]:
+    """What is wrong with a new password under NIST SP 800-63B; empty when it is acceptable."""
+    minimum = current_app.config["COFFER_PASSWORD_MIN_LENGTH"]
+    if len(password) < minimum:
+        return [f"Must be at least {minimum} characters long."]
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return [f"Must be at most {MAX_PASSWORD_LENGTH} characters long."]
+    if email and password.strip().lower() == email.strip().lower():
+        return ["Must not be the email address."]
+    if password.lower() in COMMON_PASSWORDS:
+        return ["Is too common; choose a less predictable password."]
+    return []
+
+
+def hasher() -> PasswordHasher:
+    return current_app.extensions["coffer_hasher"]
+
+
+def hash_password(password: str) -> str:
+    return hasher().hash(password)
+
+
+def verify_password(user: User | None, password: str) -> bool:
+    """Check a password in constant work: an unknown user costs the same as a wrong password."""
+    stored = user.password_hash if user else current_app.extensions["coffer_dummy_hash"]
+    try:
+        hasher().verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if user is None:
+        return False
+    if hasher().check_needs_rehash(stored):
+        user.password_hash = hash_password(password)
+    return True
+
+
+# --- access tokens --------------------------------------------------------------------------
+
+
+def issue_access_token(user: User, session: Session) -> tuple[str, int]:
+    config = current_app.config
+    ttl = config["COFFER_ACCESS_TOKEN_TTL"]
+    now = int(datetime.now().timestamp())
+    claims = {
+        "iss": config["COFFER_JWT_ISSUER"],
+        "aud": config["COFFER_JWT_AUDIENCE"],
+        "sub": str(user.id),
+        "sid": str(session.id),
+        "role": user.role,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+    }
+    token = jwt.encode(
+        claims, config["COFFER_SECRET_KEY"], algorithm="HS256", headers={"typ": ACCESS_TOKEN_TYPE}
+    )
+    return token, ttl
+
+
+def decode_access_token(token: str) -> dict:
+    """The verified claims of an access token; raises jwt.PyJWTError for any bad token."""
+    config = current_app.config
+    decoded = jwt.decode_complete(
+        token,
+        config["COFFER_SECRET_KEY"],
+        algorithms=ALGORITHMS,
+        audience=config["COFFER_JWT_AUDIENCE"],
+        issuer=config["COFFER_JWT_ISSUER"],
+        leeway=CLOCK_LEEWAY,
+        options={"require": REQUIRED_CLAIMS},
+    )
+    if decoded["header"].get("typ") != ACCESS_TOKEN_TYPE:
+        raise jwt.InvalidTokenError("not an access token")
+    claims = decoded["payload"]
+    for name in ("sub", "sid"):
+        uuid.UUID(str(claims[name]))  # ValueError for a malformed id
+    return claims
+
+
+# --- refresh tokens -------------------------------------------------------------------------
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)  # 256 bits
+
+
+def child_refresh_token(parent: str) -> str:
+    """The token that rotation hands out for `parent`: derived, so a replay can re-send it
+    without Coffer ever storing a refresh token in clear."""
+    key = current_app.extensions["coffer_refresh_key"]
+    digest = hmac.new(key, parent.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+# --- request authentication -----------------------------------------------------------------
+
+
+def unauthorized(description: str, *, error: str | None = "invalid_token") -> Problem:
+    challenge = 'Bearer realm="coffer"'
+    if error:
+        challenge += f', error="{error}", error_description="{description}"'
+    return Problem(401, description, headers={"WWW-Authenticate": challenge})
+
+
+def _bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def token_claims() -> dict | None:
+    """The verified claims of this request's bearer token, or None; decoded once per request."""
+    if "token_claims" not in g:
+        token = _bearer_token()
+        try:
+            g.token_claims = decode_access_token(token) if token else None
+        except (jwt.PyJWTError, ValueError):
+            g.token_claims = None
+    return g.token_claims
+
+
+def _load_session(claims: dict) -> tuple[Session, User]:
+    row = db.session.execute(
+        db.select(Session, User)
+        .join(User, User.id == Session.user_id)
+        .where(Session.id == uuid.UUID(claims["sid"]))
+    ).first()
+    if row is None:
+        raise unauthorized("The session has ended.")
+    session, user = row
+    now = utcnow()
+    if session.revoked_at is not None or session.expires_at <= now:
+        raise unauthorized("The session has ended.")
+    if str(user.id) != claims["sub"] or not user.is_active:
+        raise unauthorized("The token does not belong to an active user.")
+    if now - session.last_used_at >= LAST_USED_RESOLUTION:
+        session.last_used_at = now
+        db.session.commit()
+    return session, user
+
+
+def authenticate(view):
+    """Require a valid, unrevoked access token; sets `g.user` and `g.session`."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if "access_token" in request.args:
+            raise unauthorized(
+                "Tokens are accepted only in the Authorization header.", error="invalid_request"
+            )
+        if _bearer_token() is None:
+            raise unauthorized("Authentication is required.", error=None)
+        claims = token_claims()
+        if claims is None:
+            raise unauthorized("The access token is invalid or expired.")
+        g.session, g.user = _load_session(claims)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_role(*roles: str):
+    """Allow only these roles (checked against the database, never the token alone)."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            if g.user.role not in roles:
+                raise Problem(403, "Your role does not allow this operation.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def rate_limit_subject() -> str:
+    """Key of the per-user API limit: the token's subject (the route's auth then verifies it)."""
+    claims = token_claims()
+    return f"user:{claims['sub']}" if claims else ""
+
+
+def init_app(app: Flask) -> None:
+    config = app.config
+    app.extensions["coffer_hasher"] = PasswordHasher(
+        time_cost=config["COFFER_ARGON2_TIME_COST"],
+        memory_cost=config["COFFER_ARGON2_MEMORY_KIB"],
+        parallelism=config["COFFER_ARGON2_PARALLELISM"],
+    )
+    # Verified against when the email is unknown, so that both paths cost one argon2 check.
+    app.extensions["coffer_dummy_hash"] = app.extensions["coffer_hasher"].hash(
+        secrets.token_urlsafe(16)
+    )
+    app.extensions["coffer_refresh_key"] = hmac.new(
+        config["COFFER_SECRET_KEY"].encode(), b"coffer refresh-token v1", hashlib.sha256
+    ).digest()

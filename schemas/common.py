@@ -1,0 +1,62 @@
+"""Fields and schemas shared by every area: timestamps, strict booleans, pagination, problems."""
+
+from datetime import UTC, datetime
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with a `Z` and milliseconds: 2026-11-21T10:00:00.123Z."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Timestamp(fields.Field):
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else format_timestamp(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid RFC 3339 timestamp.")
+        try:
+            parsed = datetime.fromisoformat(value.replace("z", "Z"))
+        except ValueError:
+            raise ValidationError("Not a valid RFC 3339 timestamp.") from None
+        if parsed.tzinfo is None:
+            raise ValidationError("The timestamp needs a time zone (Z or an offset).")
+        return parsed.astimezone(UTC)
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true/false only: "yes" or 1 in a body is a mistake, not a boolean."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise ValidationError("Not a valid boolean.")
+        return value
+
+
+class QueryBoolean(fields.Boolean):
+    truthy = {"true", "1"}
+    falsy = {"false", "0"}
+
+
+class PageQuery(Schema):
+    """`?limit=` (1-100, default 20) and `?cursor=` of every list."""
+
+    limit = fields.Integer(
+        load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT), strict=False
+    )
+    cursor = fields.String(load_default=None, validate=validate.Length(min=1, max=2048))
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details, as every error is sent."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    request_id = fields.String(allow_none=True)
+    errors = fields.Dict(keys=fields.String())

@@ -1,0 +1,49 @@
+"""Session schemas: log-in and refresh requests, sessions and token responses."""
+
+from flask import g
+from marshmallow import Schema, fields, pre_load, validate
+
+from schemas.common import PageQuery, Timestamp
+
+
+class LoginRequest(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=4096))
+    device_name = fields.String(allow_none=True, validate=validate.Length(max=100))
+
+    @pre_load
+    def normalise(self, data, **kwargs):
+        if isinstance(data, dict) and isinstance(data.get("email"), str):
+            data = {**data, "email": data["email"].strip().lower()}
+        return data
+
+
+class RefreshRequest(Schema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=512))
+
+
+class SessionPublic(Schema):
+    id = fields.UUID()
+    device_name = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    ip = fields.String(allow_none=True)
+    created_at = Timestamp()
+    last_used_at = Timestamp()
+    expires_at = Timestamp()
+    current = fields.Method("is_current")
+
+    def is_current(self, session) -> bool:
+        current = g.get("session")
+        return current is not None and current.id == session.id
+
+
+class RevokeAllQuery(Schema):
+    keep_current = fields.Boolean(load_default=False, truthy={"true", "1"}, falsy={"false", "0"})
+
+
+login_request = LoginRequest()
+refresh_request = RefreshRequest()
+session_public = SessionPublic()
+sessions_public = SessionPublic(many=True)
+session_list_query = PageQuery()
+revoke_all_query = RevokeAllQuery()
