@@ -5,7 +5,7 @@ from flask_restful import Resource
 
 from api import accounts
 from api.auth import authenticate, issue_access_token
-from api.extensions import db, limiter
+from api.extensions import limiter
 from api.models import Session, User
 from api.pagination import newest_first, page
 from api.web import client_ip, load_body, load_query
@@ -24,11 +24,19 @@ def auth_rate_limit() -> str:
     return current_app.config["COFFER_RATE_LIMIT_AUTH"]
 
 
-def login_account_key() -> str:
-    """Per-account key of the log-in limit: the normalised email of the attempt."""
+def _attempted_email() -> str | None:
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
-    return f"account:{email.strip().lower()}" if isinstance(email, str) else client_ip()
+    return email.strip().lower() if isinstance(email, str) else None
+
+
+def login_account_key() -> str:
+    """Per-account key of the log-in limit: the normalised email of the attempt."""
+    return f"account:{_attempted_email()}"
+
+
+def no_account_named() -> bool:
+    return _attempted_email() is None
 
 
 def tokens(user: User, session: Session, refresh_token: str) -> dict:
@@ -50,7 +58,12 @@ def tokens(user: User, session: Session, refresh_token: str) -> dict:
 class SessionList(Resource):
     decorators = [
         limiter.limit(auth_rate_limit, methods=["POST"]),
-        limiter.limit(auth_rate_limit, methods=["POST"], key_func=login_account_key),
+        limiter.limit(
+            auth_rate_limit,
+            methods=["POST"],
+            key_func=login_account_key,
+            exempt_when=no_account_named,
+        ),
     ]
     method_decorators = {"get": [authenticate], "delete": [authenticate]}
 
@@ -81,8 +94,7 @@ class SessionList(Resource):
     def delete(self):
         """Revoke all own sessions (`?keep_current=true` keeps this one)."""
         query = load_query(revoke_all_query)
-        accounts.revoke_sessions(g.user.id, keep=g.session.id if query["keep_current"] else None)
-        db.session.commit()
+        accounts.end_sessions(g.user.id, keep=g.session.id if query["keep_current"] else None)
         return None, 204
 
 
@@ -105,8 +117,7 @@ class CurrentSession(Resource):
 
     def delete(self):
         """Log out."""
-        accounts.revoke_session(g.session)
-        db.session.commit()
+        accounts.end_session(g.session)
         return None, 204
 
 
@@ -119,6 +130,5 @@ class SessionItem(Resource):
 
     def delete(self, session_id):
         """Revoke one own session."""
-        accounts.revoke_session(accounts.get_session(g.user.id, session_id))
-        db.session.commit()
+        accounts.end_session(accounts.get_session(g.user.id, session_id))
         return None, 204

@@ -15,7 +15,7 @@ from flask_migrate import upgrade
 
 from api import create_app
 from api.auth import hash_password, issue_access_token
-from api.extensions import db
+from api.extensions import db, limiter
 from api.models import Session, User, utcnow
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -72,6 +72,9 @@ def make_app(database_url, tmp_path):
     apps = []
 
     def factory(**overrides):
+        # Flask-Limiter keeps the first key prefix it is given; each test app needs its own so
+        # that counters shared through Redis never leak between tests.
+        limiter._key_prefix = ""
         app = create_app({**base_config(database_url, tmp_path), **overrides})
         app.instance_path = str(tmp_path)
         apps.append(app)

@@ -1,0 +1,244 @@
+"""Errors in production mode (TESTING off): every layer answers RFC 9457 problem+json, and the
+app refuses to start with a weak signing key."""
+
+import os
+import stat
+import time
+import uuid
+
+import flask
+import jwt
+import pytest
+
+import api.accounts
+
+API = "/api/v1"
+USERS = f"{API}/users"
+SESSIONS = f"{API}/sessions"
+ME = f"{USERS}/me"
+PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
+UNREACHABLE_DB = "postgresql+psycopg://coffer@127.0.0.1:9/coffer"
+PROBLEM_FIELDS = ("type", "title", "status", "detail", "request_id")
+
+
+@pytest.fixture
+def production(make_app):
+    """Build a production-mode app (Flask's exception propagation off)."""
+
+    def factory(**overrides):
+        return make_app(TESTING=False, COFFER_ENV="production", **overrides)
+
+    return factory
+
+
+@pytest.fixture
+def client(production):
+    return production().test_client()
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.headers["Content-Type"] == "application/problem+json"
+    text = response.get_data(as_text=True)
+    assert "<html" not in text.lower() and "Traceback" not in text
+    body = response.get_json()
+    assert isinstance(body, dict)
+    for name in PROBLEM_FIELDS:
+        assert isinstance(body[name], str if name != "status" else int), (name, body)
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return body
+
+
+def some_token(app) -> str:
+    """A correctly signed access token for a user and session that need not exist."""
+    now = int(time.time())
+    claims = {
+        "iss": app.config["COFFER_JWT_ISSUER"],
+        "aud": app.config["COFFER_JWT_AUDIENCE"],
+        "sub": str(uuid.uuid4()),
+        "sid": str(uuid.uuid4()),
+        "role": "user",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+    }
+    key = app.config["COFFER_SECRET_KEY"]
+    return jwt.encode(claims, key, algorithm="HS256", headers={"typ": "at+jwt"})
+
+
+@pytest.mark.parametrize("path", [f"{API}/nope", "/nope", f"{USERS}/not-a-uuid"])
+def test_unknown_route_is_404(client, path):
+    assert_problem(client.get(path), 404)
+
+
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("put", USERS, {"GET", "POST"}),
+        ("put", ME, {"GET", "PATCH", "DELETE"}),
+        ("get", f"{SESSIONS}/refresh", {"POST"}),
+    ],
+)
+def test_wrong_method_is_405_with_allow(client, method, path, allowed):
+    response = getattr(client, method)(path)
+    assert_problem(response, 405)
+    assert allowed <= {m.strip() for m in response.headers["Allow"].split(",")}
+
+
+def test_malformed_json_is_400(client):
+    response = client.post(USERS, data="{nope", content_type="application/json")
+    assert_problem(response, 400)
+
+
+def test_wrong_content_type_is_415(client):
+    response = client.post(USERS, data="email=ada@example.com", content_type="text/plain")
+    assert_problem(response, 415)
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("post", USERS),
+        ("post", SESSIONS),
+        ("post", f"{SESSIONS}/refresh"),
+        ("patch", ME),
+        ("delete", ME),
+        ("put", f"{ME}/password"),
+    ],
+)
+def test_every_body_route_refuses_bad_bodies(client, accounts, method, path):
+    headers = accounts.create().headers
+    send = getattr(client, method)
+    assert_problem(send(path, data="{nope", content_type="application/json", headers=headers), 400)
+    assert_problem(send(path, data="a=b", content_type="text/plain", headers=headers), 415)
+    assert_problem(send(path, data="[1, 2]", content_type="application/json", headers=headers), 422)
+
+
+def test_body_over_the_limit_is_413(production):
+    client = production(COFFER_MAX_BODY_BYTES=1024).test_client()
+    body = {"email": "ada@example.com", "password": PASSWORD, "name": "x" * 4096}
+    assert_problem(client.post(USERS, json=body), 413)
+
+
+def test_validation_error_is_422_with_errors(client):
+    response = client.post(USERS, json={"email": "not-an-email", "password": PASSWORD})
+    body = assert_problem(response, 422)
+    assert isinstance(body["errors"]["email"], list) and body["errors"]["email"]
+
+
+def test_query_validation_error_is_a_problem(client, accounts):
+    user = accounts.create()
+    assert_problem(client.get(f"{SESSIONS}?limit=0", headers=user.headers), 422)
+    assert_problem(client.get(f"{SESSIONS}?limit=abc", headers=user.headers), 400)
+
+
+def test_conflict_is_409(client):
+    assert (
+        client.post(USERS, json={"email": "ada@example.com", "password": PASSWORD}).status_code
+        == 201
+    )
+    response = client.post(USERS, json={"email": "ada@example.com", "password": PASSWORD})
+    assert_problem(response, 409)
+
+
+def test_missing_token_is_401_with_a_challenge(client):
+    response = client.get(ME)
+    assert_problem(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_wrong_role_is_403(client, accounts):
+    user = accounts.create()
+    assert_problem(client.get(USERS, headers=user.headers), 403)
+
+
+def test_crash_in_a_plain_route_is_500_without_details(production):
+    app = production()
+
+    def boom():
+        raise RuntimeError("secret internals at /srv/coffer/api/boom.py")
+
+    app.add_url_rule("/boom", view_func=boom)
+    response = app.test_client().get("/boom")
+    body = assert_problem(response, 500)
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert "RuntimeError" not in response.get_data(as_text=True)
+    assert "errors" not in body
+
+
+def test_crash_inside_a_resource_is_500_without_details(client, monkeypatch):
+    def broken(email):
+        raise RuntimeError("secret internals at /srv/coffer/api/accounts.py")
+
+    monkeypatch.setattr(api.accounts, "find_user", broken)
+    response = client.post(SESSIONS, json={"email": "ada@example.com", "password": PASSWORD})
+    assert_problem(response, 500)
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert "RuntimeError" not in response.get_data(as_text=True)
+
+
+def test_unreachable_database_is_503_with_retry_after(production):
+    app = production(DATABASE_URL=UNREACHABLE_DB)
+    client = app.test_client()
+    login = client.post(SESSIONS, json={"email": "ada@example.com", "password": PASSWORD})
+    assert_problem(login, 503)
+    assert int(login.headers["Retry-After"]) > 0
+    me = client.get(ME, headers={"Authorization": f"Bearer {some_token(app)}"})
+    assert_problem(me, 503)
+    assert int(me.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        None,
+        "",
+        "changeme",
+        "secret",
+        "s3cr3t-but-short",
+        "x" * 64,
+        "my-very-long-production-secret-key-0123456789",
+        "please-change-me-before-deploying-0123456789",
+    ],
+)
+def test_production_refuses_a_missing_or_weak_secret_key(make_app, key):
+    with pytest.raises(RuntimeError, match="COFFER_SECRET_KEY"):
+        make_app(TESTING=False, COFFER_ENV="production", COFFER_SECRET_KEY=key)
+
+
+def test_production_starts_with_a_strong_secret_key(make_app):
+    key = "Zq7Wm2Lx9Pv4Nc8Rt1Yb6Hd3Kf5Gs0Ja"
+    app = make_app(TESTING=False, COFFER_ENV="production", COFFER_SECRET_KEY=key)
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_development_generates_a_private_key_once_and_reuses_it(make_app, monkeypatch, tmp_path):
+    instance = tmp_path / "instance"
+    monkeypatch.setattr(flask.Flask, "auto_find_instance_path", lambda self: str(instance))
+    first = make_app(COFFER_SECRET_KEY=None)
+    key_file = instance / "secret_key"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    key = first.config["COFFER_SECRET_KEY"]
+    assert key == key_file.read_text().strip() and len(key) >= 64
+    second = make_app(COFFER_SECRET_KEY=None)
+    assert second.config["COFFER_SECRET_KEY"] == key
+    assert [p.name for p in instance.iterdir() if p.name.startswith("secret")] == ["secret_key"]
+    client = first.test_client()
+    assert (
+        client.post(USERS, json={"email": "ada@example.com", "password": PASSWORD}).status_code
+        == 201
+    )
+    tokens = client.post(SESSIONS, json={"email": "ada@example.com", "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {tokens.get_json()['access_token']}"}
+    assert second.test_client().get(ME, headers=headers).status_code == 200
+
+
+def test_a_configured_key_is_used_as_given(make_app, tmp_path, monkeypatch):
+    instance = tmp_path / "instance"
+    monkeypatch.setattr(flask.Flask, "auto_find_instance_path", lambda self: str(instance))
+    key = "Zq7Wm2Lx9Pv4Nc8Rt1Yb6Hd3Kf5Gs0Ja"
+    app = make_app(COFFER_SECRET_KEY=key)
+    assert app.config["COFFER_SECRET_KEY"] == key
+    assert not (instance / "secret_key").exists()

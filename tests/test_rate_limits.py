@@ -1,0 +1,164 @@
+"""Rate limits: registration, log-in and refresh per IP (log-in also per account), and one
+per-user limit shared by every authenticated route.
+
+Every test uses client addresses of its own: with Redis, counters outlive the app that made them.
+"""
+
+import secrets
+
+import pytest
+
+API = "/api/v1"
+USERS = f"{API}/users"
+SESSIONS = f"{API}/sessions"
+REFRESH = f"{SESSIONS}/refresh"
+PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
+
+
+@pytest.fixture
+def strict(make_app):
+    """A client of an app that allows three auth requests a minute."""
+    return make_app(COFFER_RATE_LIMIT_AUTH="3/minute").test_client()
+
+
+def new_ip() -> str:
+    """A client address (IPv6 documentation range) that no other test uses."""
+    groups = ":".join(secrets.token_hex(2) for _ in range(4))
+    return f"2001:db8:{secrets.token_hex(2)}::{groups}"
+
+
+@pytest.fixture
+def ip() -> str:
+    return new_ip()
+
+
+def from_ip(ip: str) -> dict:
+    return {"environ_base": {"REMOTE_ADDR": ip}}
+
+
+def register(client, ip: str):
+    body = {"email": f"user-{secrets.token_hex(6)}@example.com", "password": PASSWORD}
+    return client.post(USERS, json=body, **from_ip(ip))
+
+
+def log_in(client, email: str, ip: str, password: str = PASSWORD):
+    return client.post(SESSIONS, json={"email": email, "password": password}, **from_ip(ip))
+
+
+def refresh(client, token: str, ip: str):
+    return client.post(REFRESH, json={"refresh_token": token}, **from_ip(ip))
+
+
+def assert_limited(response) -> None:
+    assert response.status_code == 429, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["status"] == 429 and body["title"] and body["detail"]
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_registration_is_limited_per_ip(strict, ip):
+    for _ in range(3):
+        assert register(strict, ip).status_code == 201
+    assert_limited(register(strict, ip))
+    assert register(strict, new_ip()).status_code == 201
+
+
+def test_failed_registrations_count_too(strict, ip):
+    for _ in range(3):
+        response = strict.post(USERS, json={"email": "nope", "password": PASSWORD}, **from_ip(ip))
+        assert response.status_code == 422
+    assert_limited(register(strict, ip))
+
+
+def test_log_in_is_limited_per_ip(strict, accounts, ip):
+    for _ in range(3):
+        assert log_in(strict, f"nobody-{secrets.token_hex(6)}@example.com", ip).status_code == 401
+    user = accounts.create()
+    assert_limited(log_in(strict, user.email, ip))
+    assert log_in(strict, user.email, new_ip()).status_code == 201
+
+
+def test_log_in_is_limited_per_account_across_ips(strict, accounts):
+    user = accounts.create()
+    for _ in range(3):
+        response = log_in(strict, user.email, new_ip(), password="not my password at all")
+        assert response.status_code == 401
+    assert_limited(log_in(strict, user.email, new_ip()))
+    assert_limited(log_in(strict, f" {user.email.upper()}", new_ip()))
+    other = accounts.create()
+    assert log_in(strict, other.email, new_ip()).status_code == 201
+
+
+def test_each_log_in_attempt_counts_once_against_the_ip(strict, ip):
+    """A request without an email must not use up two of the IP's attempts."""
+    for _ in range(3):
+        response = strict.post(SESSIONS, json={"password": PASSWORD}, **from_ip(ip))
+        assert response.status_code == 422
+    assert_limited(strict.post(SESSIONS, json={"password": PASSWORD}, **from_ip(ip)))
+
+
+def test_refresh_is_limited_per_ip(strict, accounts, ip):
+    user = accounts.create()
+    token = log_in(strict, user.email, new_ip()).get_json()["refresh_token"]
+    for _ in range(2):
+        response = refresh(strict, token, ip)
+        assert response.status_code == 200
+        token = response.get_json()["refresh_token"]
+    assert refresh(strict, "unknown-token", ip).status_code == 401
+    assert_limited(refresh(strict, token, ip))
+    assert refresh(strict, token, new_ip()).status_code == 200
+
+
+def test_auth_routes_are_limited_separately(strict, accounts, ip):
+    user = accounts.create()
+    for _ in range(3):
+        assert register(strict, ip).status_code == 201
+    assert_limited(register(strict, ip))
+    tokens = [log_in(strict, user.email, ip).get_json() for _ in range(3)]
+    assert all("refresh_token" in t for t in tokens)
+    assert_limited(log_in(strict, user.email, ip))
+    for t in tokens:
+        assert refresh(strict, t["refresh_token"], ip).status_code == 200
+    assert_limited(refresh(strict, tokens[0]["refresh_token"], ip))
+
+
+def test_the_auth_limit_does_not_apply_to_reading(strict, accounts):
+    admin = accounts.create(role="admin")
+    for path in ["/users", "/sessions"] * 3:
+        assert strict.get(API + path, headers=admin.headers).status_code == 200
+
+
+def test_the_api_limit_is_per_user_and_shared_by_every_route(make_app, accounts):
+    client = make_app(COFFER_RATE_LIMIT_API="5/minute").test_client()
+    user, other = accounts.create(), accounts.create()
+    paths = ["/users/me", "/sessions", "/sessions/current", "/users/me", "/sessions"]
+    for path in paths:
+        assert client.get(API + path, headers=user.headers).status_code == 200
+    assert_limited(client.get(f"{API}/sessions/current", headers=user.headers))
+    assert_limited(client.patch(f"{API}/users/me", json={"name": "x"}, headers=user.headers))
+    assert client.get(f"{API}/users/me", headers=other.headers).status_code == 200
+
+
+def test_the_api_limit_follows_the_user_across_ips(make_app, accounts):
+    client = make_app(COFFER_RATE_LIMIT_API="5/minute").test_client()
+    user = accounts.create()
+    for _ in range(5):
+        response = client.get(f"{API}/users/me", headers=user.headers, **from_ip(new_ip()))
+        assert response.status_code == 200
+    assert_limited(client.get(f"{API}/users/me", headers=user.headers, **from_ip(new_ip())))
+
+
+def test_anonymous_requests_do_not_use_a_users_api_limit(make_app, accounts, ip):
+    client = make_app(COFFER_RATE_LIMIT_API="2/minute").test_client()
+    user = accounts.create()
+    for _ in range(5):
+        assert client.get(f"{API}/users/me", **from_ip(ip)).status_code == 401
+    response = client.get(f"{API}/users/me", headers=user.headers, **from_ip(ip))
+    assert response.status_code == 200
+
+
+def test_responses_carry_rate_limit_headers(strict, ip):
+    response = register(strict, ip)
+    assert response.headers["X-RateLimit-Limit"] == "3"
+    assert response.headers["X-RateLimit-Remaining"] == "2"
