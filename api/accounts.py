@@ -17,6 +17,7 @@ from api.auth import (
     verify_password,
 )
 from api.errors import Problem
+from api.events import emit
 from api.extensions import db
 from api.models import RefreshToken, Session, User, utcnow
 
@@ -39,6 +40,7 @@ def create_user(*, email: str, password: str, name: str | None = None, role: str
     user = User(email=email, password_hash=hash_password(password), name=name, role=role)
     db.session.add(user)
     _commit_unique_email()
+    emit("user_registered", user_id=user.id)
     return user
 
 
@@ -71,16 +73,22 @@ def require_password(user: User, password: str | None, field: str) -> None:
         raise ValidationError({field: ["The password is incorrect."]})
 
 
-def update_user(user: User, changes: dict) -> User:
+def update_user(user: User, changes: dict, *, by: User) -> User:
     """Apply admin or self-service changes; a new role or deactivation ends every session."""
-    ends_sessions = ("role" in changes and changes["role"] != user.role) or (
-        changes.get("is_active") is False and user.is_active
-    )
-    for name, value in changes.items():
-        setattr(user, name, value)
-    if ends_sessions:
+    changed = sorted(name for name, value in changes.items() if getattr(user, name) != value)
+    old_email = user.email
+    for name in changed:
+        setattr(user, name, changes[name])
+    if "role" in changed or ("is_active" in changed and not user.is_active):
         revoke_sessions(user.id)
     _commit_unique_email()
+    actor = {} if by.id == user.id else {"by": str(by.id)}
+    if "is_active" in changed and not user.is_active:
+        emit("user_deactivated", user_id=user.id, fields=changed, **actor)
+    elif "email" in changed and not actor:
+        emit("email_changed", user_id=user.id, old_email=old_email, new_email=user.email)
+    elif changed:
+        emit("user_updated", user_id=user.id, fields=changed, **actor)
     return user
 
 
@@ -91,14 +99,17 @@ def change_password(user: User, *, current: str, new: str, keep_session: Session
         raise ValidationError({"new_password": problems})
     user.password_hash = hash_password(new)
     user.updated_at = utcnow()
-    revoke_sessions(user.id, keep=keep_session.id)
+    revoked = revoke_sessions(user.id, keep=keep_session.id)
     db.session.commit()
+    emit("password_changed", user_id=user.id, revoked_sessions=revoked)
 
 
-def delete_user(user: User) -> None:
+def delete_user(user: User, *, by: User) -> None:
     """Delete the user; its sessions, refresh tokens and records go with it (ON DELETE CASCADE)."""
+    user_id, actor = user.id, {} if by.id == user.id else {"by": str(by.id)}
     db.session.delete(user)
     db.session.commit()
+    emit("user_deleted", user_id=user_id, **actor)
 
 
 def ensure_admin(email: str, password: str) -> User:
@@ -114,7 +125,7 @@ def ensure_admin(email: str, password: str) -> User:
         except Problem:  # another worker created it at the same moment
             user = find_user(email)
     if user.role != "admin" or not user.is_active:
-        update_user(user, {"role": "admin", "is_active": True})
+        update_user(user, {"role": "admin", "is_active": True}, by=user)
     return user
 
 
@@ -133,6 +144,8 @@ def log_in(
     """Check credentials (the same work and the same 401 whatever is wrong); start a session."""
     user = find_user(email)
     if not verify_password(user, password) or not user.is_active:
+        # No user id for an unknown email: nothing that anyone could read back.
+        emit("login_failed", user_id=user.id if user else None)
         raise unauthorized(INVALID_CREDENTIALS, error=None)
     ttl = timedelta(seconds=current_app.config["COFFER_REFRESH_TOKEN_TTL"])
     session = Session(
@@ -146,6 +159,7 @@ def log_in(
     db.session.flush()
     refresh_token = _issue_refresh_token(session)
     db.session.commit()  # also saves a password hash upgraded by verify_password
+    emit("session_created", user_id=user.id, session_id=session.id, device_name=device_name)
     return user, session, refresh_token
 
 
@@ -178,13 +192,16 @@ def refresh(presented: str) -> tuple[User, Session, str]:
             _issue_refresh_token(session, child)
             session.last_used_at = now
             db.session.commit()
+            emit("session_refreshed", user_id=user.id, session_id=session.id, replayed=False)
             return user, session, child
         db.session.rollback()  # a parallel refresh rotated it first
         token = db.session.get(RefreshToken, token.id, populate_existing=True)
     if _within_grace(token, child, now):
+        emit("session_refreshed", user_id=user.id, session_id=session.id, replayed=True)
         return user, session, child
-    revoke_session(session)
+    session.revoked_at = now
     db.session.commit()
+    emit("refresh_reuse_detected", user_id=user.id, session_id=session.id)
     raise unauthorized(INVALID_REFRESH_TOKEN)
 
 
@@ -214,13 +231,23 @@ def get_session(user_id: uuid.UUID, session_id: uuid.UUID) -> Session:
     return session
 
 
-def revoke_session(session: Session) -> None:
-    session.revoked_at = session.revoked_at or utcnow()
+def end_session(session: Session) -> None:
+    """Log out / revoke one session."""
+    session.revoked_at = utcnow()
+    db.session.commit()
+    emit("session_revoked", user_id=session.user_id, session_id=session.id)
 
 
-def revoke_sessions(user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> None:
+def end_sessions(user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> None:
+    """Revoke all of a user's sessions but `keep`, as one action."""
+    revoked = revoke_sessions(user_id, keep=keep)
+    db.session.commit()
+    emit("session_revoked", user_id=user_id, all_sessions=True, revoked_sessions=revoked)
+
+
+def revoke_sessions(user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> int:
     """Revoke every live session of a user (but `keep`); the caller commits."""
     stmt = db.update(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
     if keep is not None:
         stmt = stmt.where(Session.id != keep)
-    db.session.execute(stmt.values(revoked_at=utcnow()))
+    return db.session.execute(stmt.values(revoked_at=utcnow())).rowcount

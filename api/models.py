@@ -128,3 +128,22 @@ class IdempotencyKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     __table_args__ = (sa.UniqueConstraint("scope", "key"),)
+
+
+class SecurityEvent(db.Model):
+    """What happened to an account, for its owner and admins. Kept after the user is deleted
+    (no foreign key), and never holding a secret or a token."""
+
+    __tablename__ = "security_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    type: Mapped[str] = mapped_column(sa.String(40))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    session_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    ip: Mapped[str | None] = mapped_column(sa.String(45))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    details: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+
+    # A user's events, newest first.
+    __table_args__ = (sa.Index("ix_security_events_user_id_id", "user_id", "id"),)

@@ -65,13 +65,13 @@ class Me(Resource):
         current_password = changes.pop("current_password", None)
         if "email" in changes and changes["email"] != g.user.email:
             accounts.require_password(g.user, current_password, "current_password")
-        return user_public.dump(accounts.update_user(g.user, changes))
+        return user_public.dump(accounts.update_user(g.user, changes, by=g.user))
 
     def delete(self):
         """Delete the own account, its sessions and its records."""
         body = load_body(password_confirmation)
         accounts.require_password(g.user, body["password"], "password")
-        accounts.delete_user(g.user)
+        accounts.delete_user(g.user, by=g.user)
         return None, 204
 
 
@@ -106,9 +106,10 @@ class UserItem(Resource):
     def patch(self, user_id):
         """Change a user's name, email, role or active flag (admin)."""
         user = accounts.get_user(user_id)
-        return user_public.dump(accounts.update_user(user, load_body(user_admin_update)))
+        changes = load_body(user_admin_update)
+        return user_public.dump(accounts.update_user(user, changes, by=g.user))
 
     def delete(self, user_id):
         """Delete a user with its sessions and records (admin)."""
-        accounts.delete_user(accounts.get_user(user_id))
+        accounts.delete_user(accounts.get_user(user_id), by=g.user)
         return None, 204
