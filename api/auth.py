@@ -15,12 +15,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app, g, request
 
+from api import signing
 from api.errors import Problem
 from api.extensions import db
 from api.models import Session, User, utcnow
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: tells access tokens apart from any other JWT
-ALGORITHMS = ["HS256"]  # pinned: the header's `alg` is never trusted
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "role", "iat", "nbf", "exp", "jti"]
 CLOCK_LEEWAY = 30  # seconds of clock skew tolerated on iat/nbf/exp
 MAX_PASSWORD_LENGTH = 256
@@ -93,19 +93,22 @@ def issue_access_token(user: User, session: Session) -> tuple[str, int]:
         "exp": now + ttl,
         "jti": uuid.uuid4().hex,
     }
-    token = jwt.encode(
-        claims, config["COFFER_SECRET_KEY"], algorithm="HS256", headers={"typ": ACCESS_TOKEN_TYPE}
-    )
+    ring = signing.keyring()
+    headers = {"typ": ACCESS_TOKEN_TYPE}
+    if ring.signing_kid:
+        headers["kid"] = ring.signing_kid
+    token = jwt.encode(claims, ring.signing_key, algorithm=ring.algorithm, headers=headers)
     return token, ttl
 
 
 def decode_access_token(token: str) -> dict:
     """The verified claims of an access token; raises jwt.PyJWTError for any bad token."""
     config = current_app.config
+    ring = signing.keyring()
     decoded = jwt.decode_complete(
         token,
-        config["COFFER_SECRET_KEY"],
-        algorithms=ALGORITHMS,
+        ring.verification_key(token),
+        algorithms=[ring.algorithm],  # pinned: the header's `alg` is never trusted
         audience=config["COFFER_JWT_AUDIENCE"],
         issuer=config["COFFER_JWT_ISSUER"],
         leeway=CLOCK_LEEWAY,
@@ -167,20 +170,49 @@ def token_claims() -> dict | None:
     return g.token_claims
 
 
-def _load_session(claims: dict) -> tuple[Session, User]:
+def _session_state(claims: dict) -> tuple[Session | None, User | None, str | None]:
+    """The session and user of verified claims, and why they are not live (None when live)."""
     row = db.session.execute(
         db.select(Session, User)
         .join(User, User.id == Session.user_id)
-        .where(Session.id == uuid.UUID(claims["sid"]))
+        .where(Session.id == uuid.UUID(str(claims["sid"])))
     ).first()
     if row is None:
-        raise unauthorized("The session has ended.")
+        return None, None, "The session has ended."
     session, user = row
-    now = utcnow()
-    if session.revoked_at is not None or session.expires_at <= now:
-        raise unauthorized("The session has ended.")
+    if session.revoked_at is not None or session.expires_at <= utcnow():
+        return session, user, "The session has ended."
     if str(user.id) != claims["sub"] or not user.is_active:
-        raise unauthorized("The token does not belong to an active user.")
+        return session, user, "The token does not belong to an active user."
+    return session, user, None
+
+
+def live_session(claims: dict) -> tuple[Session, User] | None:
+    """The session and user of verified claims while both are live, else None."""
+    session, user, refusal = _session_state(claims)
+    return None if refusal else (session, user)
+
+
+def introspect_token(token: str) -> dict:
+    """RFC 7662: the claims of a live access token, or just `active: false` for any other."""
+    try:
+        claims = decode_access_token(token)
+    except (jwt.PyJWTError, ValueError):
+        return {"active": False}
+    if live_session(claims) is None:
+        return {"active": False}
+    return {
+        "active": True,
+        **{name: claims[name] for name in REQUIRED_CLAIMS},
+        "token_type": "Bearer",
+    }
+
+
+def _load_session(claims: dict) -> tuple[Session, User]:
+    session, user, refusal = _session_state(claims)
+    if refusal:
+        raise unauthorized(refusal)
+    now = utcnow()
     if now - session.last_used_at >= LAST_USED_RESOLUTION:
         session.last_used_at = now
         db.session.commit()
@@ -202,6 +234,7 @@ def authenticate(view):
         if claims is None:
             raise unauthorized("The access token is invalid or expired.")
         g.session, g.user = _load_session(claims)
+        g.session_id = g.session.id  # still readable after the session's user is deleted
         return view(*args, **kwargs)
 
     return wrapper
@@ -242,3 +275,4 @@ def init_app(app: Flask) -> None:
     app.extensions["coffer_refresh_key"] = hmac.new(
         config["COFFER_SECRET_KEY"].encode(), b"coffer refresh-token v1", hashlib.sha256
     ).digest()
+    signing.init_app(app)

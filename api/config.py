@@ -25,6 +25,10 @@ SETTINGS: dict[str, tuple[type, object]] = {
     "COFFER_MAX_RECORD_BYTES": (int, 65536),
     "COFFER_JWT_ISSUER": (str, "coffer"),
     "COFFER_JWT_AUDIENCE": (str, "coffer-api"),
+    # HS256 signs with COFFER_SECRET_KEY; EdDSA, ES256 and RS256 with the keys of api/signing.py.
+    "COFFER_JWT_ALGORITHM": (str, "HS256"),
+    "COFFER_JWT_KEY_DIR": (str, None),
+    "COFFER_JWT_PRIVATE_KEYS": (str, None),
     "COFFER_PASSWORD_MIN_LENGTH": (int, 12),
     # argon2id cost; the defaults are RFC 9106's second recommendation (above OWASP's minimum).
     "COFFER_ARGON2_TIME_COST": (int, 3),
