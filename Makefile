@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run test test-postgres lint format bench clean
+.PHONY: install run test test-postgres lint format openapi clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ format: install
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache .hypothesis
+
+openapi: install  ## regenerate openapi.yaml from the routes, the schemas and api/openapi.py
+	$(BIN)/flask --app wsgi openapi > openapi.yaml.tmp
+	mv openapi.yaml.tmp openapi.yaml

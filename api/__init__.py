@@ -7,7 +7,7 @@ import redis
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, cli, database, errors, keys, logs, models, pagination, web
+from api import auth, cli, database, errors, events, keys, logs, models, pagination, web
 from api.config import from_env
 from api.extensions import cors, db, limiter, migrate
 
@@ -28,6 +28,9 @@ CORS_EXPOSE_HEADERS = [
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
+    "Idempotent-Replayed",
+    "WWW-Authenticate",
+    "Allow",
 ]
 
 
@@ -49,6 +52,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     database.init_app(app)
     web.init_app(app)
     errors.init_app(app)
+    events.connect()
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     _init_redis(app)

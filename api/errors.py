@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 PROBLEM_JSON = "application/problem+json"
 # RFC 9110's names where Python's HTTPStatus still has the older ones.
-_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+_TITLES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
 # Headers a werkzeug exception may carry that the client needs (Allow on 405, …).
 _KEPT_HEADERS = frozenset({"allow", "www-authenticate", "retry-after"})
 

@@ -12,6 +12,7 @@ from api.errors import Problem
 V1 = "/api/v1"
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+MAX_URI_BYTES = 8192  # gunicorn's own request-line limit is off, so that this answers in JSON
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _SPEC_PATHS = frozenset({f"{V1}/openapi.json", f"{V1}/openapi.yaml"})
 
@@ -62,6 +63,8 @@ def json_response(data: object, code: int, headers: dict | None = None) -> Respo
 def _assign_request_id() -> None:
     sent = request.headers.get("X-Request-ID", "")
     g.request_id = sent if _SANE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+    if len(request.path) + len(request.query_string) > MAX_URI_BYTES:
+        raise Problem(414, f"The URL is longer than {MAX_URI_BYTES} bytes.")
 
 
 def _secure_headers(response: Response) -> Response:

@@ -10,6 +10,16 @@ _email = {"validate": validate.Length(max=320)}
 _name = {"allow_none": True, "validate": validate.Length(max=200)}
 # Length is checked by the policy (in code points, never truncated); this only caps the work.
 _password = {"required": True, "load_only": True, "validate": validate.Length(min=1, max=4096)}
+# What the spec documents for a new password: the policy's defaults.
+_new_password = {
+    **_password,
+    "metadata": {
+        "minLength": 12,
+        "maxLength": 256,
+        "description": "At least COFFER_PASSWORD_MIN_LENGTH (default 12) and at most 256 "
+        "characters; not the email; not a common password.",
+    },
+}
 
 
 def _normalise_email(data):
@@ -30,7 +40,7 @@ class UserPublic(Schema):
 
 class UserCreate(Schema):
     email = fields.Email(required=True, **_email)
-    password = fields.String(**_password)
+    password = fields.String(**_new_password)
     name = fields.String(**_name)
 
     @pre_load
@@ -67,7 +77,7 @@ class UserAdminUpdate(Schema):
 
 class PasswordChange(Schema):
     current_password = fields.String(**_password)
-    new_password = fields.String(**_password)
+    new_password = fields.String(**_new_password)
 
 
 class PasswordConfirmation(Schema):

@@ -1,0 +1,417 @@
+// Coffer notes: a single-page app on the Coffer API, in plain JavaScript.
+//
+// Every call is cross-origin: the API answers CORS preflights for Authorization, Content-Type,
+// If-Match and Idempotency-Key, and exposes ETag, so this page can do conditional writes.
+"use strict";
+
+const STORAGE_KEY = "coffer.tokens";
+const COLLECTION = "notes";
+const PAGE_SIZE = 50;
+const DEVICE_NAME = "Coffer notes (browser)";
+
+const $ = (selector) => document.querySelector(selector);
+
+const API = apiBase();
+// Tokens live in sessionStorage: they survive a reload of this tab, not the end of the tab.
+let tokens = loadTokens();
+let user = null;
+let nextCursor = null;
+// The refresh in flight, shared by every call that got a 401 meanwhile: a refresh token is
+// single-use, so two parallel refreshes of one token must not happen.
+let refreshing = null;
+// Record id -> ETag of the version this page last saw (from a create, get or write).
+const etags = new Map();
+
+// --- configuration -------------------------------------------------------------------------
+
+function apiBase() {
+  const fromQuery = new URLSearchParams(location.search).get("api");
+  const configured = window.COFFER_CONFIG && window.COFFER_CONFIG.apiBase;
+  const raw = fromQuery || configured || location.origin;
+  let url;
+  try {
+    url = new URL(raw);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+  return (url.origin + url.pathname).replace(/\/+$/, "");
+}
+
+// --- tokens --------------------------------------------------------------------------------
+
+function loadTokens() {
+  try {
+    const stored = JSON.parse(sessionStorage.getItem(STORAGE_KEY));
+    return stored && stored.access_token && stored.refresh_token ? stored : null;
+  } catch {
+    return null;
+  }
+}
+
+function keepTokens(body) {
+  tokens = {
+    access_token: body.access_token,
+    refresh_token: body.refresh_token,
+    expires_at: Date.now() + body.expires_in * 1000,
+  };
+  sessionStorage.setItem(STORAGE_KEY, JSON.stringify(tokens));
+}
+
+function forgetTokens() {
+  tokens = null;
+  user = null;
+  etags.clear();
+  sessionStorage.removeItem(STORAGE_KEY);
+}
+
+// --- HTTP ----------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message, problem = null) {
+    super(message);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+function flattenErrors(errors, prefix = "") {
+  const lines = [];
+  for (const [key, value] of Object.entries(errors)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (Array.isArray(value)) lines.push(`${path}: ${value.join(" ")}`);
+    else if (value && typeof value === "object") lines.push(...flattenErrors(value, path));
+    else lines.push(`${path}: ${value}`);
+  }
+  return lines;
+}
+
+// An RFC 9457 problem response as an ApiError whose message is the problem's `detail`.
+async function problemError(response) {
+  let problem = null;
+  if ((response.headers.get("Content-Type") || "").includes("json")) {
+    problem = await response.json().catch(() => null);
+  }
+  let message = (problem && (problem.detail || problem.title)) || `HTTP ${response.status}`;
+  if (problem && problem.errors && typeof problem.errors === "object") {
+    message = [message, ...flattenErrors(problem.errors)].join(" ");
+  }
+  return new ApiError(response.status, message, problem);
+}
+
+async function send(method, path, { body, headers = {}, auth }) {
+  const init = {
+    method,
+    headers: { Accept: "application/json", ...headers },
+    credentials: "omit", // bearer tokens only; Coffer wants no cookies
+    cache: "no-store",
+  };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  if (auth) {
+    if (!tokens) throw new ApiError(401, "You are not logged in.");
+    init.headers.Authorization = `Bearer ${tokens.access_token}`;
+  }
+  try {
+    return await fetch(API + path, init);
+  } catch {
+    // fetch() tells a script nothing more: the browser's console says whether CORS blocked it.
+    throw new ApiError(0, `Could not reach the API at ${API} (network error or blocked by CORS).`);
+  }
+}
+
+// One API call. A 401 on an authenticated call refreshes the tokens once and retries.
+async function call(method, path, { body, headers, auth = true } = {}) {
+  let response = await send(method, path, { body, headers, auth });
+  if (response.status === 401 && auth && tokens) {
+    await refreshTokens();
+    response = await send(method, path, { body, headers, auth });
+  }
+  if (!response.ok) throw await problemError(response);
+  return response;
+}
+
+function refreshTokens() {
+  if (!refreshing) {
+    refreshing = rotateRefreshToken().finally(() => {
+      refreshing = null;
+    });
+  }
+  return refreshing;
+}
+
+async function rotateRefreshToken() {
+  if (!tokens) throw new ApiError(401, "You are not logged in.");
+  try {
+    const response = await call("POST", "/api/v1/sessions/refresh", {
+      body: { refresh_token: tokens.refresh_token },
+      auth: false,
+    });
+    const body = await response.json();
+    keepTokens(body);
+    return body;
+  } catch (error) {
+    if (error.status === 401) {
+      forgetTokens();
+      throw new ApiError(401, `Your session has ended, please log in again. (${error.message})`);
+    }
+    throw error;
+  }
+}
+
+function newIdempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// --- rendering -----------------------------------------------------------------------------
+
+function say(message, kind = "info") {
+  const status = $("#status");
+  status.textContent = message;
+  status.dataset.kind = kind;
+}
+
+function render() {
+  const loggedIn = Boolean(tokens && user);
+  $("#auth-panel").hidden = loggedIn;
+  $("#app-panel").hidden = !loggedIn;
+  document.body.dataset.state = loggedIn ? "logged-in" : "logged-out";
+  if (loggedIn) {
+    $("#user-name").textContent = user.name || "(no name)";
+    $("#user-email").textContent = `<${user.email}>`;
+  } else {
+    $("#notes").replaceChildren();
+  }
+}
+
+function noteItem(record) {
+  const item = $("#note-template").content.firstElementChild.cloneNode(true);
+  const data = record.data || {};
+  const done = data.done === true;
+  item.dataset.id = record.id;
+  item.classList.toggle("done", done);
+  item.querySelector(".title").textContent = String(data.title ?? "(untitled)");
+  item.querySelector(".done").checked = done;
+  return item;
+}
+
+function showNotes(records, { append }) {
+  const list = $("#notes");
+  const items = records.map(noteItem);
+  if (append) list.append(...items);
+  else list.replaceChildren(...items);
+  $("#empty").hidden = list.children.length > 0;
+  $("#more").hidden = !nextCursor;
+}
+
+// --- actions -------------------------------------------------------------------------------
+
+function credentials() {
+  return { email: $("#email").value.trim(), password: $("#password").value };
+}
+
+async function register() {
+  const body = credentials();
+  const name = $("#name").value.trim();
+  if (name) body.name = name;
+  const response = await call("POST", "/api/v1/users", { body, auth: false });
+  const created = await response.json();
+  say(`Registered ${created.email}. You can log in now.`, "ok");
+}
+
+async function logIn() {
+  const response = await call("POST", "/api/v1/sessions", {
+    body: { ...credentials(), device_name: DEVICE_NAME },
+    auth: false,
+  });
+  keepTokens(await response.json());
+  $("#password").value = "";
+  await loadUser();
+  await loadNotes();
+  say(`Logged in as ${user.email}.`, "ok");
+}
+
+async function loadUser() {
+  const response = await call("GET", "/api/v1/users/me");
+  user = await response.json();
+  render();
+}
+
+async function loadNotes({ more = false } = {}) {
+  const query = new URLSearchParams({ sort: "-created_at", limit: String(PAGE_SIZE) });
+  if (more && nextCursor) query.set("cursor", nextCursor);
+  const response = await call("GET", `/api/v1/data/${COLLECTION}?${query}`);
+  const page = await response.json();
+  nextCursor = page.next_cursor;
+  showNotes(page.items, { append: more });
+  return page.items.length;
+}
+
+async function addNote() {
+  const title = $("#new-title").value.trim();
+  if (!title) return;
+  // One key per note: a retry (after a token refresh, say) never creates it twice.
+  const response = await call("POST", `/api/v1/data/${COLLECTION}`, {
+    body: { data: { title, done: false } },
+    headers: { "Idempotency-Key": newIdempotencyKey() },
+  });
+  const record = await response.json();
+  rememberEtag(record.id, response);
+  $("#notes").prepend(noteItem(record));
+  $("#empty").hidden = true;
+  $("#new-title").value = "";
+  say(`Added "${title}".`, "ok");
+}
+
+function rememberEtag(id, response) {
+  const etag = response.headers.get("ETag");
+  if (etag) etags.set(id, etag);
+  else etags.delete(id); // not exposed by CORS? then fetch it again before the next write
+}
+
+// The ETag of a record: the one this page last saw, else a fresh GET of the record.
+async function etagOf(id) {
+  if (!etags.has(id)) {
+    const response = await call("GET", `/api/v1/data/${COLLECTION}/${id}`);
+    rememberEtag(id, response);
+    if (!etags.has(id)) {
+      throw new ApiError(0, "The API sent no readable ETag (is ETag in Access-Control-Expose-Headers?).");
+    }
+  }
+  return etags.get(id);
+}
+
+async function conditionalWrite(id, method, body) {
+  const etag = await etagOf(id);
+  try {
+    return await call(method, `/api/v1/data/${COLLECTION}/${id}`, {
+      body,
+      headers: { "If-Match": etag },
+    });
+  } catch (error) {
+    if (error.status === 412 || error.status === 404) {
+      // Changed or deleted elsewhere: show the server's version instead of overwriting it.
+      etags.delete(id);
+      await loadNotes();
+    }
+    throw error;
+  }
+}
+
+async function setDone(item, done) {
+  const id = item.dataset.id;
+  const response = await conditionalWrite(id, "PATCH", { data: { done } });
+  const record = await response.json();
+  rememberEtag(id, response);
+  item.replaceWith(noteItem(record));
+  say(`Marked "${record.data.title}" as ${done ? "done" : "not done"}.`, "ok");
+}
+
+async function deleteNote(item) {
+  const id = item.dataset.id;
+  const title = item.querySelector(".title").textContent;
+  await conditionalWrite(id, "DELETE");
+  etags.delete(id);
+  item.remove();
+  $("#empty").hidden = $("#notes").children.length > 0;
+  say(`Deleted "${title}".`, "ok");
+}
+
+async function refreshNow() {
+  const body = await refreshTokens();
+  say(`Token refreshed; the new access token expires in ${body.expires_in} s.`, "ok");
+}
+
+async function logOut() {
+  let warning = null;
+  try {
+    await call("DELETE", "/api/v1/sessions/current");
+  } catch (error) {
+    warning = error.message;
+  }
+  forgetTokens();
+  render();
+  if (warning) say(`Logged out on this page, but the server said: ${warning}`, "error");
+  else say("Logged out.", "ok");
+}
+
+// --- wiring --------------------------------------------------------------------------------
+
+// Run one user action: its button is disabled meanwhile and any error ends up in #status.
+async function run(button, action) {
+  if (button) button.disabled = true;
+  try {
+    await action();
+  } catch (error) {
+    if (!(error instanceof ApiError)) console.error(error);
+    render(); // the session may have ended meanwhile
+    say(error.message, "error");
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+function wire() {
+  $("#auth-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#login"), logIn);
+  });
+  $("#register").addEventListener("click", () => {
+    if ($("#auth-form").reportValidity()) run($("#register"), register);
+  });
+  $("#note-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#add"), addNote);
+  });
+  $("#reload").addEventListener("click", () =>
+    run($("#reload"), async () => {
+      const count = await loadNotes();
+      say(`Loaded ${count} note${count === 1 ? "" : "s"}.`, "ok");
+    }),
+  );
+  $("#more").addEventListener("click", () => run($("#more"), () => loadNotes({ more: true })));
+  $("#refresh").addEventListener("click", () => run($("#refresh"), refreshNow));
+  $("#logout").addEventListener("click", () => run($("#logout"), logOut));
+  $("#notes").addEventListener("change", (event) => {
+    if (!event.target.matches(".done")) return;
+    const box = event.target;
+    const item = box.closest("li");
+    run(box, async () => {
+      try {
+        await setDone(item, box.checked);
+      } catch (error) {
+        box.checked = !box.checked;
+        throw error;
+      }
+    });
+  });
+  $("#notes").addEventListener("click", (event) => {
+    if (!event.target.matches(".delete")) return;
+    run(event.target, () => deleteNote(event.target.closest("li")));
+  });
+}
+
+function start() {
+  wire();
+  if (!API) {
+    $("#api-base").textContent = "(invalid)";
+    say("The API base URL is not a valid http(s) URL: set ?api= or config.js.", "error");
+    return;
+  }
+  $("#api-base").textContent = API;
+  if (!tokens) {
+    render();
+    say("Log in or register.");
+    return;
+  }
+  run(null, async () => {
+    await loadUser();
+    await loadNotes();
+    say(`Welcome back, ${user.email}.`, "ok");
+  });
+}
+
+start();

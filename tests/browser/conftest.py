@@ -1,0 +1,331 @@
+"""Browser tests: Chromium, driven by Playwright, against Coffer served by real gunicorn.
+
+The example app (examples/spa) is served by a small http.server on one port and the API by
+gunicorn on another, so every call the page makes is cross-origin and goes through CORS
+preflights, as it would in production. Each test process (each xdist worker) starts its own
+servers and its own Chromium, so the tests also run under `-n auto`:
+
+    .venv/bin/pytest -p no:cacheprovider -m browser tests/browser
+
+They need /usr/bin/chromium (Debian's `chromium` package, or CHROMIUM_PATH; `playwright
+install` is not needed) and the `playwright` package. Without them they are skipped, except in
+CI (`CI` set), where they fail. Screenshots go to ${ARTIFACTS:-artifacts}/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError as error:  # the tests below skip (or fail in CI) with this reason
+    sync_playwright = None
+    PLAYWRIGHT_IMPORT_ERROR = error
+
+ROOT = Path(__file__).resolve().parents[2]
+SPA_DIR = ROOT / "examples" / "spa"
+BIN = Path(sys.executable).parent  # the venv that runs pytest also has gunicorn and flask
+# Debian's package; CHROMIUM_PATH points elsewhere (another distribution, a laptop).
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # A host name that is neither localhost nor 127.0.0.1, for pages that treat those specially.
+    "--host-resolver-rules=MAP coffer.test 127.0.0.1",
+]
+# An origin that nothing is served from: an API that allows only this one refuses the SPA.
+OTHER_ORIGIN = "http://127.0.0.1:9"
+SECRET_KEY = secrets.token_urlsafe(48)
+START_TIMEOUT = 30
+
+
+def _missing_browser() -> str | None:
+    if sync_playwright is None:
+        return f"the playwright package is not importable ({PLAYWRIGHT_IMPORT_ERROR})"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember whether a test's body failed, so that its page can be photographed."""
+    report = yield
+    if report.when == "call":
+        item.call_failed = report.failed
+    return report
+
+
+@pytest.fixture(scope="session", autouse=True)
+def browser_available():
+    """Skip when there is no browser to drive, but never in CI: there that is a failure."""
+    reason = _missing_browser()
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"browser tests cannot run in CI: {reason}", pytrace=False)
+    if reason:
+        pytest.skip(f"browser tests need Chromium and Playwright: {reason}")
+
+
+# --- the example app -------------------------------------------------------------------------
+
+
+class _StaticFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass  # the page's requests are not worth a line each
+
+
+@pytest.fixture(scope="session")
+def spa_origin():
+    """examples/spa, served from its own origin (another port than the API's)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_StaticFiles, directory=SPA_DIR))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+# --- the API under gunicorn -----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Coffer:
+    """One gunicorn serving Coffer; `stop()` ends it (SIGTERM, then SIGKILL to its group)."""
+
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def access_log(self) -> list[dict]:
+        """gunicorn's access log: one JSON object per request."""
+        entries = []
+        for line in self.log().splitlines():
+            if line.startswith("{") and '"method"' in line:
+                entries.append(json.loads(line))
+        return entries
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, dict, dict | None]:
+        """A direct request (no browser): status, lower-cased headers and the JSON body."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(self.url + path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, head, body = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                status, head, body = error.code, error.headers, error.read()
+        return status, {k.lower(): v for k, v in head.items()}, json.loads(body) if body else None
+
+    def answers(self) -> bool:
+        try:
+            return self.get("/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=25)  # longer than gunicorn's graceful_timeout
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # any worker left behind
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+def _coffer_env(*, database_url: str, cors_origins: str, port: int, run_dir: Path) -> dict:
+    """The environment of one instance; nothing inherited configures Coffer."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("COFFER_", "TEST_", "RATELIMIT_"))
+        and name not in {"DATABASE_URL", "REDIS_URL", "WEB_CONCURRENCY", "FLASK_APP"}
+    }
+    env.update(
+        COFFER_ENV="production",
+        COFFER_SECRET_KEY=SECRET_KEY,
+        COFFER_BIND=f"127.0.0.1:{port}",
+        COFFER_CORS_ORIGINS=cors_origins,
+        DATABASE_URL=database_url,
+        WEB_CONCURRENCY="2",
+        COFFER_ARGON2_TIME_COST="1",
+        COFFER_ARGON2_MEMORY_KIB="1024",
+        COFFER_ARGON2_PARALLELISM="1",
+        COFFER_LOG_LEVEL="WARNING",
+        # gunicorn opens a control socket in $XDG_RUNTIME_DIR: one directory per instance.
+        XDG_RUNTIME_DIR=str(run_dir),
+    )
+    return env
+
+
+def start_coffer(work_dir: Path, *, cors_origins: str) -> Coffer:
+    """Migrate a fresh SQLite database, start gunicorn on a free port, wait for /healthz."""
+    port = _free_port()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"gunicorn-{port}-", dir=work_dir))
+    run_dir.chmod(0o700)
+    env = _coffer_env(
+        database_url=f"sqlite:///{run_dir / 'coffer.db'}",
+        cors_origins=cors_origins,
+        port=port,
+        run_dir=run_dir,
+    )
+    migrated = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert migrated.returncode == 0, f"flask db upgrade failed:\n{migrated.stderr}"
+    log_path = run_dir / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so that stop() reaches the workers
+        )
+    coffer = Coffer(port=port, process=process, log_path=log_path)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not coffer.answers():
+        if process.poll() is not None or time.monotonic() > deadline:
+            coffer.stop()
+            pytest.fail(f"gunicorn did not start on port {port}:\n{coffer.log()}")
+        time.sleep(0.1)
+    return coffer
+
+
+@pytest.fixture(scope="session")
+def work_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("browser")
+
+
+@pytest.fixture(scope="session")
+def coffer(work_dir, spa_origin):
+    """Coffer that allows the SPA's origin, and only that one."""
+    server = start_coffer(work_dir, cors_origins=spa_origin)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def coffer_for_other_origin(work_dir):
+    """Coffer that allows some other origin than the SPA's."""
+    server = start_coffer(work_dir, cors_origins=OTHER_ORIGIN)
+    yield server
+    server.stop()
+
+
+# --- Chromium --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class BrowserLog:
+    """What the page reported: console messages, failed requests, uncaught errors."""
+
+    console: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    def matching(self, *needles: str) -> list[str]:
+        return [line for line in self.console if any(n in line for n in needles)]
+
+    @property
+    def cors_errors(self) -> list[str]:
+        return self.matching("CORS", "Access-Control-")
+
+    @property
+    def csp_violations(self) -> list[str]:
+        return self.matching("Content Security Policy", "Content-Security-Policy")
+
+
+@pytest.fixture
+def browser_log():
+    return BrowserLog()
+
+
+@pytest.fixture(scope="session")
+def screenshots():
+    """The folder that keeps screenshots (CI uploads ${ARTIFACTS:-artifacts})."""
+    folder = Path(os.environ.get("ARTIFACTS") or ROOT / "artifacts") / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page(request, browser, browser_log, screenshots):
+    """A page in a fresh context (no storage shared between tests) that reports to browser_log.
+
+    When the test fails, the page's last state is saved as screenshots/failed-<test>.png.
+    """
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    log = browser_log
+    tab.on("console", lambda message: log.console.append(f"{message.type}: {message.text}"))
+    tab.on("pageerror", lambda error: log.page_errors.append(str(error)))
+    tab.on(
+        "requestfailed",
+        lambda request: log.failed_requests.append(
+            f"{request.method} {request.url}: {request.failure}"
+        ),
+    )
+    yield tab
+    if getattr(request.node, "call_failed", False):
+        name = re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
+        tab.screenshot(path=screenshots / f"failed-{name}.png")
+    context.close()
