@@ -1,5 +1,6 @@
 """The committed OpenAPI document, served as YAML and JSON."""
 
+import functools
 import os
 
 import orjson
@@ -10,16 +11,20 @@ from flask_restful import Resource
 SPEC_FILE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "openapi.yaml"
 )
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
+
+
+@functools.cache
+def _documents(path: str) -> dict[str, bytes]:
+    """The file's bytes and their JSON form; parsed once per process."""
+    with open(path, "rb") as handle:
+        text = handle.read()
+    return {"yaml": text, "json": orjson.dumps(yaml.load(text, Loader=_Loader))}
 
 
 def load(app: Flask) -> None:
-    """Read openapi.yaml once at start-up; the routes serve these bytes as they are."""
-    with open(SPEC_FILE, "rb") as handle:
-        text = handle.read()
-    app.extensions["coffer_openapi"] = {
-        "yaml": text,
-        "json": orjson.dumps(yaml.safe_load(text)),
-    }
+    """Read openapi.yaml at start-up; the routes serve these bytes as they are."""
+    app.extensions["coffer_openapi"] = _documents(SPEC_FILE)
 
 
 def _serve(kind: str, mimetype: str):
