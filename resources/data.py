@@ -212,7 +212,7 @@ def _if_match(record_id: uuid.UUID) -> frozenset[int] | None:
         return None
     versions = set()
     for tag in request.if_match.as_set():
-        match = _ETAG.fullmatch(tag)
+        match = _ETAG.fullmatch(tag) if tag else None  # `If-Match: ""` parses to None
         if match and match["id"] == str(record_id):
             versions.add(int(match["version"]))
     return frozenset(versions)

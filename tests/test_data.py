@@ -181,6 +181,17 @@ def test_if_match_compares_strongly_so_a_weak_tag_never_matches(client, user, me
     assert response.status_code == 412
 
 
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+@pytest.mark.parametrize("if_match", ['""', "garbage", ","])
+def test_a_malformed_or_empty_if_match_is_412_not_a_crash(client, user, method, if_match):
+    created = create(client, user, {"n": 1})
+    response = getattr(client, method)(
+        url_of(created), json={"data": {"n": 5}}, headers=with_headers(user, If_Match=if_match)
+    )
+    assert response.status_code == 412
+    assert client.get(url_of(created), headers=user.headers).get_json()["version"] == 1
+
+
 def test_if_match_of_another_records_etag_is_412(client, user):
     first, second = create(client, user, {"n": 1}), create(client, user, {"n": 2})
     response = client.put(
