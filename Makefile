@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run test test-postgres lint format openapi clean
+.PHONY: install run test test-postgres lint format openapi bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,8 @@ run: install  ## migrate the database, then serve on 127.0.0.1:8000
 	exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 test: install  ## the whole suite (SQLite; PostgreSQL/Redis when TEST_DATABASE_URL/TEST_REDIS_URL are set)
-	$(BIN)/pytest -n auto -p no:cacheprovider
+	$(BIN)/pytest -n auto -p no:cacheprovider --ignore=tests/system
+	$(BIN)/pytest -p no:cacheprovider tests/system  # real gunicorn processes: one at a time
 
 test-postgres: install
 	TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \
@@ -32,6 +33,9 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: install  ## Coffer against the bare-Flask ceiling under wrk (SQLite and PostgreSQL)
+	$(BIN)/python bench/http_bench.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache .hypothesis

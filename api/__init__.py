@@ -54,6 +54,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     errors.init_app(app)
     events.connect()
     db.init_app(app)
+    app.teardown_appcontext(database.release_session)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     _init_redis(app)
     _init_limiter(app)

@@ -6,6 +6,9 @@ import sqlite3
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from api.extensions import db
 
 
 def database_url(app: Flask) -> str:
@@ -49,3 +52,16 @@ def init_app(app: Flask) -> None:
     url = database_url(app)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+
+
+def release_session(_exc: BaseException | None) -> None:
+    """End the request's session even when the database died before its closing ROLLBACK.
+
+    Flask-SQLAlchemy's own teardown would let that error escape after the response was built
+    (gunicorn then sends a 500). Registered after `db.init_app`, this runs first: the failed
+    rollback has invalidated the dead connection, and a second remove hands it back to the pool.
+    """
+    try:
+        db.session.remove()
+    except DBAPIError:
+        db.session.remove()

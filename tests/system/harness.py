@@ -1,0 +1,304 @@
+"""Coffer instances for the system tests: gunicorn processes, their environment, a small HTTP
+client and /proc readings. Standard library only; throwaway.py and traffic.py do the rest."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # the venv that runs pytest also has gunicorn and flask
+PASSWORD = "correct horse battery staple"
+# One strong key per test run, shared by every instance (as in production).
+SECRET_KEY = secrets.token_urlsafe(48)
+# Transport failures: the server went away while a request was in flight, or was not there.
+CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine)
+# Lines printed in the terminal summary (conftest.py): what the suite measured.
+METRICS: list[str] = []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float = 0.1):
+    """Poll until `predicate` returns something truthy; that value, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value or None
+        time.sleep(interval)
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body) if self.body else None
+
+    @property
+    def media_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip()
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    json_body: object = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> Reply:
+    """One request on a new connection (gunicorn's sync workers close every connection)."""
+    sent = dict(headers or {})
+    body = None
+    if json_body is not None:
+        body = json.dumps(json_body).encode()
+        sent["Content-Type"] = "application/json"
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=sent)
+        response = conn.getresponse()
+        received = {name.lower(): value for name, value in response.getheaders()}
+        return Reply(response.status, received, response.read())
+    finally:
+        conn.close()
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """State and parent pid of a process, from /proc (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields_after_name = handle.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return fields_after_name[0], int(fields_after_name[1])
+
+
+def children_of(pid: int) -> list[int]:
+    """Live (non-zombie) child processes of `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _stat(int(entry))
+            if stat and stat[1] == pid and stat[0] != "Z":
+                found.append(int(entry))
+    return sorted(found)
+
+
+def rss_kib(pid: int) -> int | None:
+    """Resident set size of a process in KiB (VmRSS), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        return None
+    return None
+
+
+def instance_env(*, database_url: str, redis_url: str | None, **settings: str) -> dict[str, str]:
+    """The environment of one Coffer instance: nothing inherited that configures Coffer."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("COFFER_", "TEST_", "RATELIMIT_"))
+        and name not in {"DATABASE_URL", "REDIS_URL", "WEB_CONCURRENCY", "FLASK_APP"}
+    }
+    env.update(
+        COFFER_ENV="production",
+        COFFER_SECRET_KEY=SECRET_KEY,
+        DATABASE_URL=database_url,
+        WEB_CONCURRENCY="2",
+        # Cheap hashing; the tests that need slow requests raise it.
+        COFFER_ARGON2_TIME_COST="1",
+        COFFER_ARGON2_MEMORY_KIB="1024",
+        COFFER_ARGON2_PARALLELISM="1",
+        COFFER_RATE_LIMIT_AUTH="1000000/minute",
+        COFFER_RATE_LIMIT_API="1000000/minute",
+        COFFER_LOG_LEVEL="WARNING",
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env.update(settings)
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`flask db upgrade`, exactly as the Dockerfile runs it before gunicorn."""
+    done = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"migrations failed:\n{done.stdout}\n{done.stderr}")
+
+
+class Instance:
+    """`gunicorn --config gunicorn.conf.py wsgi:app` on a free port, in its own process group."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        # gunicorn >= 25 opens a control socket in $XDG_RUNTIME_DIR (else ~/.gunicorn): one
+        # directory per instance, so that instances never take over each other's socket.
+        runtime_dir = log_dir / f"{name}-{self.port}-run"
+        runtime_dir.mkdir(mode=0o700)
+        self.env = {
+            **env,
+            "COFFER_BIND": f"127.0.0.1:{self.port}",
+            "XDG_RUNTIME_DIR": str(runtime_dir),
+        }
+        self.process: subprocess.Popen | None = None
+        self._log = None
+        self._terminated = False
+
+    def __repr__(self) -> str:
+        return f"<Instance {self.name} :{self.port}>"
+
+    def start(self) -> Instance:
+        self._log = open(self.log_path, "ab")  # closed in stop() and kill()
+        self.process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def master_pid(self) -> int:
+        return self.process.pid
+
+    def call(self, method: str, path: str, **kwargs) -> Reply:
+        return request(self.port, method, path, **kwargs)
+
+    def wait_until(self, path: str = "/readyz", status: int = 200, timeout: float = 30) -> None:
+        """Wait until `path` answers `status`; fail with the log's tail if it never does."""
+
+        def answers() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self} exited ({self.process.returncode}):\n{self.log_tail()}")
+            try:
+                return self.call("GET", path, timeout=5).status == status
+            except (OSError, http.client.HTTPException):
+                return False
+
+        if not wait_for(answers, timeout=timeout, interval=0.1):
+            raise RuntimeError(f"{self} never answered {path} {status}:\n{self.log_tail()}")
+
+    def workers(self) -> list[int]:
+        return children_of(self.master_pid)
+
+    def wait_for_workers(self, count: int, *, timeout: float = 20) -> list[int]:
+        found = wait_for(lambda: len(self.workers()) == count and self.workers(), timeout=timeout)
+        assert found, f"{self}: expected {count} workers, have {self.workers()}"
+        return found
+
+    def crashes(self) -> list[str]:
+        """Log lines where gunicorn caught an exception from the app or lost a worker."""
+        markers = ("Error handling request", "Exception in worker process", "exited with code")
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return [line for line in text.splitlines() if any(m in line for m in markers)]
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def terminate(self) -> None:
+        """SIGTERM to the master, once: gunicorn's graceful shutdown."""
+        if not self._terminated and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self._terminated = True
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM (gunicorn's graceful shutdown), then SIGKILL to the whole group."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._finish()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL to the master and every worker at once, as a crash would."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._finish()
+
+    def _finish(self) -> None:
+        self.process.wait(timeout=30)
+        # Workers orphaned by a killed master notice within a second; make sure they are gone.
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+class Fleet:
+    """Instances started together and stopped together."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.instances: list[Instance] = []
+
+    def start(self, *specs: tuple[str, dict[str, str]], ready: str = "/readyz", timeout=30):
+        """Start every (name, env) at once, wait for each to be ready; one instance or a list."""
+        started = [Instance(name, env, self.log_dir).start() for name, env in specs]
+        self.instances.extend(started)
+        for instance in started:
+            instance.wait_until(ready, timeout=timeout)
+        return started[0] if len(started) == 1 else started
+
+    def stop_all(self) -> None:
+        """SIGTERM to every instance first, so that they shut down side by side."""
+        for instance in self.instances:
+            instance.terminate()
+        for instance in self.instances:
+            instance.stop()
+        self.instances.clear()
