@@ -3,7 +3,8 @@
 import yaml
 from openapi_spec_validator import validate
 
-from api.openapi import OPERATIONS, build_spec
+from api.openapi import build_spec
+from api.operations import OPERATIONS
 from resources.spec import SPEC_FILE
 
 
