@@ -5,6 +5,7 @@ xdist worker), Redis-backed rate limits when TEST_REDIS_URL is set.
 """
 
 import os
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -12,6 +13,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from flask_migrate import upgrade
+from werkzeug.serving import make_server
 
 from api import create_app
 from api.auth import hash_password, issue_access_token
@@ -153,3 +155,42 @@ def user(accounts):
 @pytest.fixture
 def admin(accounts):
     return accounts.create(role="admin")
+
+
+@pytest.fixture
+def serve():
+    """Run an app on a real threaded HTTP server (stopped after the test); returns its URL."""
+    running = []
+
+    def start(app) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server, thread in running:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+ASYMMETRIC = ["EdDSA", "ES256", "RS256"]
+
+
+@pytest.fixture(params=ASYMMETRIC)
+def algorithm(request):
+    """Each asymmetric signing algorithm in turn."""
+    return request.param
+
+
+@pytest.fixture
+def key_dir(tmp_path):
+    return str(tmp_path / "jwt-keys")
+
+
+@pytest.fixture
+def signed_app(make_app, algorithm, key_dir):
+    """An app that signs access tokens with `algorithm` keys from `key_dir`."""
+    return make_app(COFFER_JWT_ALGORITHM=algorithm, COFFER_JWT_KEY_DIR=key_dir)

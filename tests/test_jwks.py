@@ -3,13 +3,11 @@
 import base64
 import json
 import os
-import threading
 import uuid
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from werkzeug.serving import make_server
 
 from api import signing
 
@@ -39,31 +37,10 @@ def b64_json(value: dict) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-@pytest.fixture(params=ASYMMETRIC)
-def algorithm(request):
-    return request.param
-
-
 @pytest.fixture
-def key_dir(tmp_path):
-    return str(tmp_path / "jwt-keys")
-
-
-@pytest.fixture
-def signed_app(make_app, algorithm, key_dir):
-    return make_app(COFFER_JWT_ALGORITHM=algorithm, COFFER_JWT_KEY_DIR=key_dir)
-
-
-@pytest.fixture
-def served(signed_app):
-    """The app on a real HTTP server in a background thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, signed_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+def served(signed_app, serve):
+    """The app on a real HTTP server: what another service would fetch the JWKS from."""
+    return serve(signed_app)
 
 
 # --- the document ---------------------------------------------------------------------------

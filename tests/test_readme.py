@@ -4,11 +4,9 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -19,18 +17,9 @@ def walkthrough() -> str:
     return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.fixture
-def live_api(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-
-
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
-def test_the_readme_walkthrough_works_as_written(live_api):
+def test_the_readme_walkthrough_works_as_written(app, serve):
+    live_api = serve(app)
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", walkthrough()],
         env={"API": live_api, "PATH": "/usr/local/bin:/usr/bin:/bin"},

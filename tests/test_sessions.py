@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 import jwt
 import pytest
 from argon2 import PasswordHasher
-from werkzeug.serving import make_server
 
 from api.config import SETTINGS
 from api.extensions import db
@@ -354,29 +353,20 @@ def _post_json(port: int, path: str, payload: dict) -> tuple[int, dict]:
         connection.close()
 
 
-def test_parallel_refreshes_of_one_token_yield_one_live_token(app, client, user):
+def test_parallel_refreshes_of_one_token_yield_one_live_token(app, client, user, serve):
     first = tokens_for(client, user.email)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
+    port = int(serve(app).rsplit(":", 1)[1])
     results, start = [], threading.Barrier(12)
 
     def attempt():
         start.wait()
-        results.append(
-            _post_json(server.server_port, REFRESH, {"refresh_token": first["refresh_token"]})
-        )
+        results.append(_post_json(port, REFRESH, {"refresh_token": first["refresh_token"]}))
 
-    try:
-        workers = [threading.Thread(target=attempt) for _ in range(12)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(timeout=60)
-    finally:
-        server.shutdown()
-        server.server_close()
-        serving.join()
+    workers = [threading.Thread(target=attempt) for _ in range(12)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
     assert [status for status, _ in results] == [200] * 12, results
     assert len({body["refresh_token"] for _, body in results}) == 1
     with app.app_context():

@@ -85,21 +85,6 @@ def cli(app, *args: str):
     return result
 
 
-@pytest.fixture(params=ASYMMETRIC)
-def algorithm(request):
-    return request.param
-
-
-@pytest.fixture
-def key_dir(tmp_path):
-    return str(tmp_path / "jwt-keys")
-
-
-@pytest.fixture
-def signed_app(make_app, algorithm, key_dir):
-    return make_app(COFFER_JWT_ALGORITHM=algorithm, COFFER_JWT_KEY_DIR=key_dir)
-
-
 # --- the log-in flow ------------------------------------------------------------------------
 
 
