@@ -95,3 +95,41 @@ def test_cors_exposes_the_headers_clients_read(make_app):
 def test_wildcard_origin_is_the_default(client):
     response = _preflight(client, "https://anywhere.example")
     assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def _log_in_from(client, forwarded_for: str, remote: str = "10.0.0.1"):
+    client.post("/api/v1/users", json={"email": "ip@example.com", "password": PASSWORD})
+    response = client.post(
+        "/api/v1/sessions",
+        json={"email": "ip@example.com", "password": PASSWORD},
+        headers={"X-Forwarded-For": forwarded_for},
+        environ_base={"REMOTE_ADDR": remote},
+    )
+    assert response.status_code == 201
+    return response.get_json()["session"]["ip"]
+
+
+def test_x_forwarded_for_is_ignored_by_default(client):
+    assert _log_in_from(client, "203.0.113.9") == "10.0.0.1"
+
+
+def test_x_forwarded_for_is_read_behind_a_configured_proxy(make_app):
+    client = make_app(COFFER_TRUSTED_PROXIES=1).test_client()
+    # Only the hop the proxy appended counts; whatever the client claimed before it does not.
+    assert _log_in_from(client, "198.51.100.7, 203.0.113.9") == "203.0.113.9"
+
+
+def test_a_spoofed_x_forwarded_for_does_not_dodge_the_log_in_limit(make_app):
+    client = make_app(COFFER_RATE_LIMIT_AUTH="2/minute").test_client()
+    statuses = [
+        client.post(
+            "/api/v1/sessions",
+            json={"email": f"nobody{i}@example.com", "password": PASSWORD},
+            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+        ).status_code
+        for i in range(3)
+    ]
+    assert statuses == [401, 401, 429]
