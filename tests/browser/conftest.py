@@ -137,7 +137,9 @@ class Coffer:
     def access_log(self) -> list[dict]:
         """gunicorn's access log: one JSON object per request."""
         entries = []
-        for line in self.log().splitlines():
+        text = self.log()
+        # A worker may be writing the last line right now: read complete lines only.
+        for line in text[: text.rfind("\n") + 1].splitlines():
             if line.startswith("{") and '"method"' in line:
                 entries.append(json.loads(line))
         return entries
