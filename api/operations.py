@@ -145,7 +145,6 @@ operation(
         idempotent=True,
         limited=True,
         headers={201: ("Location",)},
-        links=("getUser", "updateUser", "deleteUser", "listUserEvents"),
         op_id="registerUser",
     ),
 )
@@ -157,6 +156,7 @@ operation(
         "users",
         {200: "Page_UserPublic", 400: None, 403: None, 422: None},
         query=users.UserListQuery,
+        links=("getUser", "updateUser", "deleteUser", "listUserEvents"),
         op_id="listUsers",
     ),
 )
@@ -284,7 +284,6 @@ operation(
         body="LoginRequest",
         auth=False,
         limited=True,
-        links=("getSession", "revokeSession"),
         op_id="logIn",
     ),
 )
@@ -296,6 +295,7 @@ operation(
         "sessions",
         {200: "Page_SessionPublic", 400: None, 422: None},
         query=common.PageQuery,
+        links=("getSession", "revokeSession"),
         op_id="listSessions",
     ),
 )
@@ -541,8 +541,11 @@ FILTERS_PARAMETER = {
 
 
 _RECORD_LINK = {"collection": "$request.path.collection", "record_id": "$response.body#/id"}
-_USER_LINK = {"user_id": "$response.body#/id"}
-_SESSION_LINK = {"session_id": "$response.body#/session/id"}
+# Users and sessions are linked from the lists that show them to their reader, not from
+# registration or log-in: those create an account or session that the caller may not read
+# (another user's is 404, API.md), which a stateful run would take for a lost resource.
+_USER_LINK = {"user_id": "$response.body#/items/0/id"}
+_SESSION_LINK = {"session_id": "$response.body#/items/0/id"}
 LINK_PARAMETERS = {
     "getRecord": _RECORD_LINK,
     "replaceRecord": _RECORD_LINK,
