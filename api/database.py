@@ -48,6 +48,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+@event.listens_for(Engine, "handle_error")
+def _failed_ping_means_reconnect(context) -> None:
+    """Whatever a pool pre-ping raises, the pooled connection is unusable: reconnect.
+
+    When PostgreSQL dies during the ping, psycopg can raise ProgrammingError ("can't change
+    'autocommit' now") instead of a disconnect error; without this the request got a 500.
+    Marked as a disconnect, the pool drops the connection and opens a new one (503 while the
+    database is down, a working connection once it is back).
+    """
+    if context.is_pre_ping:
+        context.is_disconnect = True
+
+
 def init_app(app: Flask) -> None:
     url = database_url(app)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
