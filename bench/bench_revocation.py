@@ -9,14 +9,13 @@ import os
 import statistics
 import tempfile
 import time
-from datetime import timedelta
 
+from bench_list import make_user  # a user with one live session (bench/ is on sys.path)
 from flask_migrate import upgrade
 
 from api import create_app
-from api.auth import _load_session, decode_access_token, hash_password, issue_access_token
+from api.auth import _load_session, decode_access_token
 from api.extensions import db
-from api.models import Session, User, utcnow
 
 ROUNDS, CALLS = 7, 500
 
@@ -37,17 +36,9 @@ def main() -> None:
     app = create_app({"DATABASE_URL": url, "COFFER_RATE_LIMIT_API": "1000000/minute"})
     with app.app_context():
         upgrade()
-        user = User(
-            email=f"bench-{time.time_ns()}@example.com", password_hash=hash_password("x" * 16)
-        )
-        db.session.add(user)
-        db.session.flush()
-        session = Session(user_id=user.id, expires_at=utcnow() + timedelta(days=1))
-        db.session.add(session)
-        db.session.commit()
-        token, _ = issue_access_token(user, session)
+        _, headers = make_user()
     client = app.test_client()
-    headers = {"Authorization": f"Bearer {token}"}
+    token = headers["Authorization"].removeprefix("Bearer ")
     with app.test_request_context():
         claims = decode_access_token(token)
         jwt_only = timed(lambda: decode_access_token(token))
