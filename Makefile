@@ -20,7 +20,13 @@ run: install  ## migrate the database, then serve on 127.0.0.1:8000
 
 test: install  ## the whole suite (SQLite; PostgreSQL/Redis when TEST_DATABASE_URL/TEST_REDIS_URL are set)
 	$(BIN)/pytest -n auto -p no:cacheprovider --ignore=tests/system
-	$(BIN)/pytest -p no:cacheprovider tests/system  # real gunicorn processes: one at a time
+	@# The system tests run real gunicorn processes, one at a time, against PostgreSQL and Redis.
+	@if [ -n "$$TEST_DATABASE_URL" ] && [ -n "$$TEST_REDIS_URL" ]; then \
+	  echo "$(BIN)/pytest -p no:cacheprovider tests/system"; \
+	  $(BIN)/pytest -p no:cacheprovider tests/system; \
+	else \
+	  echo "tests/system not run: they need TEST_DATABASE_URL and TEST_REDIS_URL (make test-postgres)"; \
+	fi
 
 test-postgres: install
 	TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \
