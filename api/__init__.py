@@ -7,9 +7,9 @@ import redis
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, cli, database, errors, events, keys, logs, models, pagination, web
+from api import auth, cli, database, errors, events, keys, logs, models, pagination, ratelimit, web
 from api.config import from_env
-from api.extensions import cors, db, limiter, migrate
+from api.extensions import cors, db, migrate
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
 CORS_ALLOW_HEADERS = [
@@ -57,7 +57,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.teardown_appcontext(database.release_session)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     _init_redis(app)
-    _init_limiter(app)
+    ratelimit.init_app(app)
     _init_cors(app)
     if app.config["COFFER_TRUSTED_PROXIES"] > 0:
         hops = app.config["COFFER_TRUSTED_PROXIES"]
@@ -77,18 +77,6 @@ def _init_redis(app: Flask) -> None:
         app.extensions["coffer_redis"] = redis.Redis.from_url(
             url, socket_connect_timeout=1, socket_timeout=1, health_check_interval=30
         )
-
-
-def _init_limiter(app: Flask) -> None:
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
-    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1})
-    app.config.setdefault("RATELIMIT_STRATEGY", "sliding-window-counter")
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    app.config.setdefault("RATELIMIT_KEY_PREFIX", "coffer")
-    # Redis down: count per process rather than fail requests (documented in the README).
-    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
-    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
-    limiter.init_app(app)
 
 
 def _init_cors(app: Flask) -> None:

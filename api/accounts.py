@@ -73,7 +73,7 @@ def require_password(user: User, password: str | None, field: str) -> None:
         raise ValidationError({field: ["The password is incorrect."]})
 
 
-def update_user(user: User, changes: dict, *, by: User) -> User:
+def update_user(user: User, changes: dict, *, by: uuid.UUID) -> User:
     """Apply admin or self-service changes; a new role or deactivation ends every session."""
     changed = sorted(name for name, value in changes.items() if getattr(user, name) != value)
     old_email = user.email
@@ -82,7 +82,7 @@ def update_user(user: User, changes: dict, *, by: User) -> User:
     if "role" in changed or ("is_active" in changed and not user.is_active):
         revoke_sessions(user.id)
     _commit_unique_email()
-    actor = {} if by.id == user.id else {"by": str(by.id)}
+    actor = {} if by == user.id else {"by": str(by)}
     if "is_active" in changed and not user.is_active:
         emit("user_deactivated", user_id=user.id, fields=changed, **actor)
     elif "email" in changed and not actor:
@@ -92,21 +92,21 @@ def update_user(user: User, changes: dict, *, by: User) -> User:
     return user
 
 
-def change_password(user: User, *, current: str, new: str, keep_session: Session) -> None:
+def change_password(user: User, *, current: str, new: str, keep_session: uuid.UUID) -> None:
     require_password(user, current, "current_password")
     problems = password_problems(new, user.email)
     if problems:
         raise ValidationError({"new_password": problems})
     user.password_hash = hash_password(new)
     user.updated_at = utcnow()
-    revoked = revoke_sessions(user.id, keep=keep_session.id)
+    revoked = revoke_sessions(user.id, keep=keep_session)
     db.session.commit()
     emit("password_changed", user_id=user.id, revoked_sessions=revoked)
 
 
-def delete_user(user: User, *, by: User) -> None:
+def delete_user(user: User, *, by: uuid.UUID) -> None:
     """Delete the user; its sessions, refresh tokens and records go with it (ON DELETE CASCADE)."""
-    user_id, actor = user.id, {} if by.id == user.id else {"by": str(by.id)}
+    user_id, actor = user.id, {} if by == user.id else {"by": str(by)}
     db.session.delete(user)
     db.session.commit()
     emit("user_deleted", user_id=user_id, **actor)
@@ -125,7 +125,7 @@ def ensure_admin(email: str, password: str) -> User:
         except Problem:  # another worker created it at the same moment
             user = find_user(email)
     if user.role != "admin" or not user.is_active:
-        update_user(user, {"role": "admin", "is_active": True}, by=user)
+        update_user(user, {"role": "admin", "is_active": True}, by=user.id)
     return user
 
 

@@ -7,17 +7,18 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources as package_files
 
 import jwt
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app, g, request
 
-from api import signing
+from api import database, ratelimit, signing
 from api.errors import Problem
-from api.extensions import db
 from api.models import Session, User, utcnow
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: tells access tokens apart from any other JWT
@@ -170,27 +171,65 @@ def token_claims() -> dict | None:
     return g.token_claims
 
 
-def _session_state(claims: dict) -> tuple[Session | None, User | None, str | None]:
-    """The session and user of verified claims, and why they are not live (None when live)."""
-    row = db.session.execute(
-        db.select(Session, User)
-        .join(User, User.id == Session.user_id)
-        .where(Session.id == uuid.UUID(str(claims["sid"])))
-    ).first()
-    if row is None:
-        return None, None, "The session has ended."
-    session, user = row
-    if session.revoked_at is not None or session.expires_at <= utcnow():
-        return session, user, "The session has ended."
-    if str(user.id) != claims["sub"] or not user.is_active:
-        return session, user, "The token does not belong to an active user."
-    return session, user, None
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The user behind a request's live session, as the auth check read it.
+
+    Not an ORM object: reading it costs one Core query. Routes that change the user or the
+    session load those (`accounts.get_user(g.caller.id)`).
+    """
+
+    id: uuid.UUID
+    email: str
+    name: str | None
+    role: str
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+    session_id: uuid.UUID
 
 
-def live_session(claims: dict) -> tuple[Session, User] | None:
-    """The session and user of verified claims while both are live, else None."""
-    session, user, refusal = _session_state(claims)
-    return None if refusal else (session, user)
+_users, _sessions = User.__table__, Session.__table__
+# One primary-key lookup per request: the session (is it live?) joined to its user.
+_LIVE_SESSION = (
+    sa.select(
+        *(_users.c[name] for name in Caller.__slots__ if name != "session_id"),
+        _sessions.c.user_id,
+        _sessions.c.revoked_at,
+        _sessions.c.expires_at,
+        _sessions.c.last_used_at,
+    )
+    .join_from(_sessions, _users, _users.c.id == _sessions.c.user_id)
+    .where(_sessions.c.id == sa.bindparam("sid"))
+)
+_TOUCH = (
+    sa.update(_sessions)
+    .where(_sessions.c.id == sa.bindparam("sid"), _sessions.c.last_used_at < sa.bindparam("stale"))
+    .values(last_used_at=sa.bindparam("now"))
+)
+
+
+def _live_caller(claims: dict, *, touch: bool) -> tuple[Caller | None, str | None]:
+    """The caller of verified claims, or None and why its session is not live; `touch`
+    records the use of the session."""
+    session_id = uuid.UUID(claims["sid"])
+    row = database.connection().execute(_LIVE_SESSION, {"sid": session_id}).first()
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None, "The session has ended."
+    if str(row.user_id) != claims["sub"] or not row.is_active:
+        return None, "The token does not belong to an active user."
+    caller = Caller(*row[: len(Caller.__slots__) - 1], session_id=session_id)
+    if touch and utcnow() - row.last_used_at >= LAST_USED_RESOLUTION:
+        _touch(session_id)
+    return caller, None
+
+
+def _touch(session_id: uuid.UUID) -> None:
+    """Record that the session was used (at most once a LAST_USED_RESOLUTION)."""
+    now = utcnow()
+    conn = database.connection()
+    conn.execute(_TOUCH, {"sid": session_id, "stale": now - LAST_USED_RESOLUTION, "now": now})
+    conn.commit()
 
 
 def introspect_token(token: str) -> dict:
@@ -199,7 +238,8 @@ def introspect_token(token: str) -> dict:
         claims = decode_access_token(token)
     except (jwt.PyJWTError, ValueError):
         return {"active": False}
-    if live_session(claims) is None:
+    caller, _ = _live_caller(claims, touch=False)  # the holder did not use it
+    if caller is None:
         return {"active": False}
     return {
         "active": True,
@@ -208,19 +248,8 @@ def introspect_token(token: str) -> dict:
     }
 
 
-def _load_session(claims: dict) -> tuple[Session, User]:
-    session, user, refusal = _session_state(claims)
-    if refusal:
-        raise unauthorized(refusal)
-    now = utcnow()
-    if now - session.last_used_at >= LAST_USED_RESOLUTION:
-        session.last_used_at = now
-        db.session.commit()
-    return session, user
-
-
 def authenticate(view):
-    """Require a valid, unrevoked access token; sets `g.user` and `g.session`."""
+    """Require a valid access token of a live session; sets `g.caller`."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -233,8 +262,11 @@ def authenticate(view):
         claims = token_claims()
         if claims is None:
             raise unauthorized("The access token is invalid or expired.")
-        g.session, g.user = _load_session(claims)
-        g.session_id = g.session.id  # still readable after the session's user is deleted
+        ratelimit.enforce_api_limit(claims["sub"])
+        caller, refusal = _live_caller(claims, touch=True)
+        if refusal:
+            raise unauthorized(refusal)
+        g.caller = caller
         return view(*args, **kwargs)
 
     return wrapper
@@ -246,19 +278,13 @@ def require_role(*roles: str):
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            if g.user.role not in roles:
+            if g.caller.role not in roles:
                 raise Problem(403, "Your role does not allow this operation.")
             return view(*args, **kwargs)
 
         return wrapper
 
     return decorator
-
-
-def rate_limit_subject() -> str:
-    """Key of the per-user API limit: the token's subject (the route's auth then verifies it)."""
-    claims = token_claims()
-    return f"user:{claims['sub']}" if claims else ""
 
 
 def init_app(app: Flask) -> None:

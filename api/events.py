@@ -47,8 +47,9 @@ def _store(event_type: str, *, user_id, session_id, details) -> None:
     if has_request_context():
         event.ip = client_ip()
         event.user_agent = (request.user_agent.string or "")[:512] or None
-        if event.session_id is None:
-            event.session_id = g.get("session_id")
+        caller = g.get("caller")
+        if event.session_id is None and caller is not None:
+            event.session_id = caller.session_id
     db.session.add(event)
     db.session.commit()
 

@@ -28,8 +28,8 @@ _REPLAYED_HEADERS = ("Location", "ETag")
 
 
 def _caller_scope() -> str:
-    user = g.get("user")
-    return f"user:{user.id}" if user is not None else f"ip:{client_ip()}"
+    caller = g.get("caller")
+    return f"user:{caller.id}" if caller is not None else f"ip:{client_ip()}"
 
 
 def _fingerprint() -> bytes:

@@ -31,7 +31,7 @@ class MyEvents(Resource):
 
     def get(self):
         """The caller's own security events, newest first."""
-        return _events_page(g.user.id)
+        return _events_page(g.caller.id)
 
 
 class UserEvents(Resource):

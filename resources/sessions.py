@@ -5,9 +5,9 @@ from flask_restful import Resource
 
 from api import accounts
 from api.auth import authenticate, issue_access_token
-from api.extensions import limiter
 from api.models import Session, User
 from api.pagination import newest_first, page
+from api.ratelimit import auth_limit
 from api.web import client_ip, load_body, load_query
 from schemas.sessions import (
     login_request,
@@ -20,29 +20,17 @@ from schemas.sessions import (
 from schemas.users import user_public
 
 
-def auth_rate_limit() -> str:
-    return current_app.config["COFFER_RATE_LIMIT_AUTH"]
-
-
-def _attempted_email() -> str | None:
+def attempted_account() -> str | None:
+    """The account a log-in attempt names (its normalised email), for the per-account limit."""
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
     return email.strip().lower() if isinstance(email, str) else None
 
 
-def login_account_key() -> str:
-    """Per-account key of the log-in limit: the normalised email of the attempt."""
-    return f"account:{_attempted_email()}"
-
-
-def no_account_named() -> bool:
-    return _attempted_email() is None
-
-
 def tokens(user: User, session: Session, refresh_token: str) -> dict:
     """The body of a successful log-in or refresh."""
     access_token, expires_in = issue_access_token(user, session)
-    g.session = session  # so that the session is marked `current`
+    g.issued_session_id = session.id  # so that the session is marked `current`
     refresh_ttl = current_app.config["COFFER_REFRESH_TOKEN_TTL"]
     return {
         "access_token": access_token,
@@ -56,16 +44,11 @@ def tokens(user: User, session: Session, refresh_token: str) -> dict:
 
 
 class SessionList(Resource):
-    decorators = [
-        limiter.limit(auth_rate_limit, methods=["POST"]),
-        limiter.limit(
-            auth_rate_limit,
-            methods=["POST"],
-            key_func=login_account_key,
-            exempt_when=no_account_named,
-        ),
-    ]
-    method_decorators = {"get": [authenticate], "delete": [authenticate]}
+    method_decorators = {
+        "get": [authenticate],
+        "delete": [authenticate],
+        "post": [auth_limit("log-in", account=attempted_account)],
+    }
 
     def post(self):
         """Log in: a new session with an access token and a refresh token."""
@@ -83,7 +66,7 @@ class SessionList(Resource):
         """The caller's active sessions, newest first."""
         query = load_query(session_list_query)
         sessions, next_cursor = newest_first(
-            accounts.active_sessions(g.user.id),
+            accounts.active_sessions(g.caller.id),
             Session.id,
             kind="sessions",
             limit=query["limit"],
@@ -94,12 +77,14 @@ class SessionList(Resource):
     def delete(self):
         """Revoke all own sessions (`?keep_current=true` keeps this one)."""
         query = load_query(revoke_all_query)
-        accounts.end_sessions(g.user.id, keep=g.session.id if query["keep_current"] else None)
+        accounts.end_sessions(
+            g.caller.id, keep=g.caller.session_id if query["keep_current"] else None
+        )
         return None, 204
 
 
 class SessionRefresh(Resource):
-    decorators = [limiter.limit(auth_rate_limit)]
+    method_decorators = [auth_limit("refresh")]
 
     def post(self):
         """Exchange a refresh token for new tokens; the old refresh token stops working."""
@@ -113,11 +98,11 @@ class CurrentSession(Resource):
 
     def get(self):
         """The session of the presented token."""
-        return session_public.dump(g.session)
+        return session_public.dump(accounts.get_session(g.caller.id, g.caller.session_id))
 
     def delete(self):
         """Log out."""
-        accounts.end_session(g.session)
+        accounts.end_session(accounts.get_session(g.caller.id, g.caller.session_id))
         return None, 204
 
 
@@ -126,9 +111,9 @@ class SessionItem(Resource):
 
     def get(self, session_id):
         """One own active session; another user's is 404."""
-        return session_public.dump(accounts.get_session(g.user.id, session_id))
+        return session_public.dump(accounts.get_session(g.caller.id, session_id))
 
     def delete(self, session_id):
         """Revoke one own session."""
-        accounts.end_session(accounts.get_session(g.user.id, session_id))
+        accounts.end_session(accounts.get_session(g.caller.id, session_id))
         return None, 204

@@ -1,15 +1,15 @@
 """Users: registration, the own profile, and admin management."""
 
-from flask import current_app, g
+from flask import g
 from flask_restful import Resource
 
 from api import accounts
 from api.auth import authenticate, require_role
 from api.errors import Problem
-from api.extensions import limiter
 from api.idempotency import idempotent
 from api.models import User
 from api.pagination import newest_first, page
+from api.ratelimit import auth_limit
 from api.web import V1, load_body, load_query
 from schemas.users import (
     password_change,
@@ -23,17 +23,15 @@ from schemas.users import (
 )
 
 
-def auth_rate_limit() -> str:
-    return current_app.config["COFFER_RATE_LIMIT_AUTH"]
-
-
 def _created(user: User):
     return user_public.dump(user), 201, {"Location": f"{V1}/users/{user.id}"}
 
 
 class UserList(Resource):
-    decorators = [limiter.limit(auth_rate_limit, methods=["POST"])]
-    method_decorators = {"get": [require_role("admin"), authenticate], "post": [idempotent]}
+    method_decorators = {
+        "get": [require_role("admin"), authenticate],
+        "post": [idempotent, auth_limit("registration")],
+    }
 
     def post(self):
         """Register a new user."""
@@ -57,21 +55,23 @@ class Me(Resource):
 
     def get(self):
         """The caller's own profile."""
-        return user_public.dump(g.user)
+        return user_public.dump(g.caller)
 
     def patch(self):
         """Change the own name or email (an email change needs current_password)."""
         changes = load_body(user_self_update)
         current_password = changes.pop("current_password", None)
-        if "email" in changes and changes["email"] != g.user.email:
-            accounts.require_password(g.user, current_password, "current_password")
-        return user_public.dump(accounts.update_user(g.user, changes, by=g.user))
+        user = accounts.get_user(g.caller.id)
+        if "email" in changes and changes["email"] != user.email:
+            accounts.require_password(user, current_password, "current_password")
+        return user_public.dump(accounts.update_user(user, changes, by=g.caller.id))
 
     def delete(self):
         """Delete the own account, its sessions and its records."""
         body = load_body(password_confirmation)
-        accounts.require_password(g.user, body["password"], "password")
-        accounts.delete_user(g.user, by=g.user)
+        user = accounts.get_user(g.caller.id)
+        accounts.require_password(user, body["password"], "password")
+        accounts.delete_user(user, by=g.caller.id)
         return None, 204
 
 
@@ -82,10 +82,10 @@ class MyPassword(Resource):
         """Change the own password; every other session is revoked."""
         body = load_body(password_change)
         accounts.change_password(
-            g.user,
+            accounts.get_user(g.caller.id),
             current=body["current_password"],
             new=body["new_password"],
-            keep_session=g.session,
+            keep_session=g.caller.session_id,
         )
         return None, 204
 
@@ -99,7 +99,7 @@ class UserItem(Resource):
 
     def get(self, user_id):
         """One user: admins see anyone, a user only itself (anyone else is 404)."""
-        if g.user.role != "admin" and g.user.id != user_id:
+        if g.caller.role != "admin" and g.caller.id != user_id:
             raise Problem(404, "No such user.")
         return user_public.dump(accounts.get_user(user_id))
 
@@ -107,9 +107,9 @@ class UserItem(Resource):
         """Change a user's name, email, role or active flag (admin)."""
         user = accounts.get_user(user_id)
         changes = load_body(user_admin_update)
-        return user_public.dump(accounts.update_user(user, changes, by=g.user))
+        return user_public.dump(accounts.update_user(user, changes, by=g.caller.id))
 
     def delete(self, user_id):
         """Delete a user with its sessions and records (admin)."""
-        accounts.delete_user(accounts.get_user(user_id), by=g.user)
+        accounts.delete_user(accounts.get_user(user_id), by=g.caller.id)
         return None, 204

@@ -33,8 +33,9 @@ class SessionPublic(Schema):
     current = fields.Method("is_current")
 
     def is_current(self, session) -> bool:
-        current = g.get("session")
-        return current is not None and current.id == session.id
+        caller = g.get("caller")  # an authenticated request, or a log-in / refresh
+        current = caller.session_id if caller is not None else g.get("issued_session_id")
+        return current == session.id
 
 
 class RevokeAllQuery(Schema):

@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 
 from api import create_app
 from api.auth import hash_password, issue_access_token
-from api.extensions import db, limiter
+from api.extensions import db
 from api.models import Session, User, utcnow
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -61,7 +61,7 @@ def base_config(database_url: str, tmp_path) -> dict:
         "COFFER_ARGON2_TIME_COST": 1,
         "COFFER_ARGON2_MEMORY_KIB": 1024,
         "COFFER_ARGON2_PARALLELISM": 1,
-        "RATELIMIT_KEY_PREFIX": f"coffer-test-{uuid.uuid4().hex}",
+        "COFFER_RATE_LIMIT_PREFIX": f"coffer-test-{uuid.uuid4().hex}",
     }
     if TEST_REDIS_URL:
         config["REDIS_URL"] = TEST_REDIS_URL
@@ -74,9 +74,6 @@ def make_app(database_url, tmp_path):
     apps = []
 
     def factory(**overrides):
-        # Flask-Limiter keeps the first key prefix it is given; each test app needs its own so
-        # that counters shared through Redis never leak between tests.
-        limiter._key_prefix = ""
         app = create_app({**base_config(database_url, tmp_path), **overrides})
         app.instance_path = str(tmp_path)
         apps.append(app)

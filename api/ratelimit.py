@@ -1,0 +1,139 @@
+"""Rate limits: sliding-window counters kept by the `limits` library, in Redis when REDIS_URL
+is set (shared by every worker and host), else in the worker's memory.
+
+- Registration, log-in and refresh: COFFER_RATE_LIMIT_AUTH per client IP, each route on its
+  own counter, and log-in also per account (the `auth_limit` decorator).
+- Every authenticated route: one COFFER_RATE_LIMIT_API counter per user, checked by
+  api.auth.authenticate as soon as the token is verified, before the database is asked.
+
+A limited response carries X-RateLimit-Limit, -Remaining and -Reset (of its tightest limit);
+a refusal is 429 with Retry-After. When Redis fails, each worker counts in memory and tries
+Redis again after a growing back-off (1 s, doubling up to 32 s).
+
+The limits are parsed once per app. Calling `limits` directly costs a fraction of what a
+per-request extension hook did (bench/README.md).
+"""
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Flask, Response, current_app, g
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from api.errors import Problem
+from api.web import client_ip
+
+MAX_BACKOFF = 32  # seconds between attempts to reach a failed Redis
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Where one counter stands after a request was counted."""
+
+    limit: RateLimitItem
+    allowed: bool
+    remaining: int
+    reset: float  # Unix time at which the window has room again
+
+
+class Counters:
+    """One app's limits and storage, with an in-memory fallback for when Redis fails."""
+
+    def __init__(self, app: Flask) -> None:
+        url = app.config.get("REDIS_URL")
+        self.local = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.shared = self.local
+        if url:
+            storage = storage_from_string(url, socket_connect_timeout=1, socket_timeout=1)
+            self.shared = SlidingWindowCounterRateLimiter(storage)
+        self.prefix = app.config.get("COFFER_RATE_LIMIT_PREFIX", "coffer")
+        self.auth = parse(app.config["COFFER_RATE_LIMIT_AUTH"])
+        self.api = parse(app.config["COFFER_RATE_LIMIT_API"])
+        self._shared_down_until = 0.0
+        self._backoff = 1
+
+    def hit(self, limit: RateLimitItem, scope: str, key: str) -> Window:
+        """Count one request against `scope`/`key`; Redis errors switch to local counters."""
+        use_shared = self.shared is not self.local and time.monotonic() >= self._shared_down_until
+        strategy = self.shared if use_shared else self.local
+        try:
+            allowed = strategy.hit(limit, self.prefix, scope, key)
+            reset, remaining = strategy.get_window_stats(limit, self.prefix, scope, key)
+        except Exception:  # any storage failure: the request must not fail because of it
+            if strategy is self.local:
+                raise
+            _log.warning(
+                "rate-limit storage unreachable; counting in this process for %ss", self._backoff
+            )
+            self._shared_down_until = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+            return self.hit(limit, scope, key)
+        if use_shared:
+            self._backoff = 1
+        return Window(limit, allowed, remaining, reset)
+
+
+def counters() -> Counters:
+    return current_app.extensions["coffer_rate_limits"]
+
+
+def enforce(limit: RateLimitItem, scope: str, key: str) -> None:
+    """Count this request; 429 when the limit is reached. Headers describe the tightest limit."""
+    window = counters().hit(limit, scope, key)
+    shown = g.get("rate_window")
+    if shown is None or (shown.allowed and window.remaining < shown.remaining):
+        g.rate_window = window
+    if not window.allowed:
+        g.rate_window = window
+        retry_after = max(1, math.ceil(window.reset - time.time()))
+        raise Problem(
+            429,
+            f"Too many requests: the limit is {limit}. Retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def enforce_api_limit(user_id: str) -> None:
+    """The per-user limit shared by every authenticated route."""
+    enforce(counters().api, "api", user_id)
+
+
+def auth_limit(scope: str, *, account: Callable[[], str | None] | None = None):
+    """Limit a view by COFFER_RATE_LIMIT_AUTH per client IP on the counter `scope`, and, with
+    `account`, also per the account it names (None: the request names none)."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            limit = counters().auth
+            enforce(limit, scope, client_ip())
+            name = account() if account else None
+            if name is not None:
+                enforce(limit, f"{scope}-account", name)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _headers(response: Response) -> Response:
+    window = g.get("rate_window")
+    if window is not None:
+        headers = response.headers
+        headers["X-RateLimit-Limit"] = str(window.limit.amount)
+        headers["X-RateLimit-Remaining"] = str(window.remaining)
+        headers["X-RateLimit-Reset"] = str(int(window.reset))
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["coffer_rate_limits"] = Counters(app)
+    app.after_request(_headers)

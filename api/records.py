@@ -1,0 +1,187 @@
+"""Records in the database: reading, listing, creating and conditional writes.
+
+Every statement is Core, on the request's connection (api/database.py): a record is a row,
+read back as a mapping, never an ORM object. Writes are single conditional UPDATE/DELETE
+statements checked by row count, so `If-Match` holds atomically in the database; a PATCH
+without `If-Match` compares-and-swaps on the version it read, and retries.
+"""
+
+import uuid
+from typing import NoReturn
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row, RowMapping
+from uuid6 import uuid7
+
+from api import database, query
+from api.errors import Problem
+from api.models import Record, utcnow
+from schemas.data import check_record_size
+
+PATCH_ATTEMPTS = 8  # compare-and-swap rounds before a PATCH without If-Match gives up (409)
+_records = Record.__table__
+_c = _records.c
+_FIND = sa.select(_records).where(
+    _c.id == sa.bindparam("id"),
+    _c.owner_id == sa.bindparam("owner_id"),
+    _c.collection == sa.bindparam("collection"),
+)
+_INSERT = sa.insert(_records)
+
+
+def _identifies(owner_id, collection, record_id) -> tuple:
+    return (_c.id == record_id, _c.owner_id == owner_id, _c.collection == collection)
+
+
+def _stale() -> NoReturn:
+    raise Problem(412, "The record has changed: If-Match does not match its current ETag.")
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def find(owner_id: uuid.UUID, collection: str, record_id: uuid.UUID) -> RowMapping:
+    """One record; 404 when it does not exist in this owner's collection."""
+    params = {"id": record_id, "owner_id": owner_id, "collection": collection}
+    record = database.connection().execute(_FIND, params).mappings().first()
+    if record is None:
+        raise Problem(404, "No such record.")
+    return record
+
+
+def page_of(
+    owner_id: uuid.UUID, collection: str, listing: query.Listing, *, limit: int, cursor: str | None
+) -> tuple[list[RowMapping], str | None]:
+    """One page of a listing and the cursor of the next; limit + 1 rows tell if there is one."""
+    scope = (str(owner_id), collection)
+    position = query.decode_cursor(cursor, listing, scope) if cursor else None
+    conn = database.connection()
+    stmt = sa.select(_records).where(_c.owner_id == owner_id, _c.collection == collection)
+    stmt = query.Compiler(conn.dialect.name).apply(stmt, listing, position).limit(limit + 1)
+    rows: list[Row] = conn.execute(stmt).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = query.encode_cursor(listing, scope, rows[-1])
+    return [row._mapping for row in rows], next_cursor
+
+
+def collections(owner_id: uuid.UUID) -> list[RowMapping]:
+    """The owner's collections by name, with their record counts and latest change."""
+    stmt = (
+        sa.select(
+            _c.collection.label("name"),
+            sa.func.count().label("count"),
+            sa.func.max(_c.updated_at).label("updated_at"),
+        )
+        .where(_c.owner_id == owner_id)
+        .group_by(_c.collection)
+        .order_by(_c.collection)
+    )
+    return database.connection().execute(stmt).mappings().all()
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def create(owner_id: uuid.UUID, collection: str, data: dict) -> dict:
+    """Insert a record and return it as stored (no read back: every value is made here)."""
+    now = utcnow()
+    record = {
+        "id": uuid7(),
+        "collection": collection,
+        "owner_id": owner_id,
+        "data": data,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    conn = database.connection()
+    conn.execute(_INSERT, record)
+    conn.commit()
+    return record
+
+
+def delete_collection(owner_id: uuid.UUID, collection: str) -> None:
+    conn = database.connection()
+    conn.execute(sa.delete(_records).where(_c.owner_id == owner_id, _c.collection == collection))
+    conn.commit()
+
+
+def replace(owner_id, collection, record_id, data: dict, versions) -> RowMapping:
+    """Set `data` (PUT), only from one of `versions` when given: 404 or 412 otherwise."""
+    record = _write(owner_id, collection, record_id, data, versions)
+    if record is None:
+        _missing_or_stale(owner_id, collection, record_id)
+    database.connection().commit()
+    return record
+
+
+def patch(owner_id, collection, record_id, changes: dict, versions) -> RowMapping:
+    """Merge-patch the version read, compare-and-swap; retry when another write came first."""
+    scope = (owner_id, collection, record_id)
+    conn = database.connection()
+    for _ in range(PATCH_ATTEMPTS):
+        current = conn.execute(
+            sa.select(_c.data, _c.version).where(*_identifies(*scope))
+        ).one_or_none()
+        if current is None:
+            raise Problem(404, "No such record.")
+        if versions is not None and current.version not in versions:
+            _stale()
+        data = merge_patch(current.data, changes)
+        check_record_size(data)
+        record = _write(*scope, data, {current.version})
+        if record is not None:
+            conn.commit()
+            return record
+        conn.rollback()
+    raise Problem(409, "The record is being changed by others; retry the request.")
+
+
+def delete(owner_id, collection, record_id, versions) -> None:
+    """Delete in one statement, only at one of `versions` when given: 404 or 412 otherwise."""
+    stmt = sa.delete(_records).where(*_identifies(owner_id, collection, record_id))
+    if versions is not None:
+        stmt = stmt.where(_c.version.in_(sorted(versions)))
+    conn = database.connection()
+    if conn.execute(stmt).rowcount != 1:
+        _missing_or_stale(owner_id, collection, record_id)
+    conn.commit()
+
+
+def _write(owner_id, collection, record_id, data, versions) -> RowMapping | None:
+    """Set `data` and bump the version in one UPDATE, only from one of `versions` when given;
+    None when no row matched (missing, or changed since)."""
+    stmt = (
+        sa.update(_records)
+        .where(*_identifies(owner_id, collection, record_id))
+        .values(data=data, version=_c.version + 1, updated_at=utcnow())
+        .returning(*_records.c)
+    )
+    if versions is not None:
+        stmt = stmt.where(_c.version.in_(sorted(versions)))
+    return database.connection().execute(stmt).mappings().one_or_none()
+
+
+def _missing_or_stale(owner_id, collection, record_id) -> NoReturn:
+    """After a conditional write matched no row: 404 if the record is gone, else 412."""
+    exists = database.connection().scalar(
+        sa.select(_c.id).where(*_identifies(owner_id, collection, record_id))
+    )
+    if exists is None:
+        raise Problem(404, "No such record.")
+    _stale()
+
+
+def merge_patch(target: object, patch: object) -> object:
+    """RFC 7396: null removes a key, objects merge recursively, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
