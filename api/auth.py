@@ -6,10 +6,13 @@ import functools
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources as package_files
+from types import MappingProxyType
 
 import jwt
 import sqlalchemy as sa
@@ -24,6 +27,7 @@ from api.models import Session, User, utcnow
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: tells access tokens apart from any other JWT
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "role", "iat", "nbf", "exp", "jti"]
 CLOCK_LEEWAY = 30  # seconds of clock skew tolerated on iat/nbf/exp
+VERIFIED_TOKENS = 1024  # access tokens whose verification each worker remembers
 MAX_PASSWORD_LENGTH = 256
 # Sessions are touched at most this often; `last_used_at` is informational.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -102,8 +106,25 @@ def issue_access_token(user: User, session: Session) -> tuple[str, int]:
     return token, ttl
 
 
-def decode_access_token(token: str) -> dict:
-    """The verified claims of an access token; raises jwt.PyJWTError for any bad token."""
+def decode_access_token(token: str) -> Mapping:
+    """The verified claims of an access token; raises jwt.PyJWTError or ValueError for any bad
+    token. The claims are read-only: they may be shared with other requests.
+
+    Each worker verifies a token's signature, issuer, audience, type and claims once and keeps
+    the result (tokens are immutable, and the keys change only with a restart); the time claims
+    are checked again on every use. Revocation is not a property of the token: `authenticate`
+    asks the database on every request.
+    """
+    claims = current_app.extensions["coffer_verified_tokens"](token)
+    now = time.time()
+    if claims["exp"] <= now - CLOCK_LEEWAY:
+        raise jwt.ExpiredSignatureError("the token has expired")
+    if claims["nbf"] > now + CLOCK_LEEWAY or claims["iat"] > now + CLOCK_LEEWAY:
+        raise jwt.ImmatureSignatureError("the token is not yet valid")
+    return claims
+
+
+def _verify_access_token(token: str) -> Mapping:
     config = current_app.config
     ring = signing.keyring()
     decoded = jwt.decode_complete(
@@ -120,7 +141,7 @@ def decode_access_token(token: str) -> dict:
     claims = decoded["payload"]
     for name in ("sub", "sid"):
         uuid.UUID(str(claims[name]))  # ValueError for a malformed id
-    return claims
+    return MappingProxyType(claims)
 
 
 # --- refresh tokens -------------------------------------------------------------------------
@@ -160,7 +181,7 @@ def _bearer_token() -> str | None:
     return token.strip()
 
 
-def token_claims() -> dict | None:
+def token_claims() -> Mapping | None:
     """The verified claims of this request's bearer token, or None; decoded once per request."""
     if "token_claims" not in g:
         token = _bearer_token()
@@ -209,7 +230,7 @@ _TOUCH = (
 )
 
 
-def _live_caller(claims: dict, *, touch: bool) -> tuple[Caller | None, str | None]:
+def _live_caller(claims: Mapping, *, touch: bool) -> tuple[Caller | None, str | None]:
     """The caller of verified claims, or None and why its session is not live; `touch`
     records the use of the session."""
     session_id = uuid.UUID(claims["sid"])
@@ -302,3 +323,7 @@ def init_app(app: Flask) -> None:
         config["COFFER_SECRET_KEY"].encode(), b"coffer refresh-token v1", hashlib.sha256
     ).digest()
     signing.init_app(app)
+    # Per app (its keys, issuer and audience); failures are never cached.
+    app.extensions["coffer_verified_tokens"] = functools.lru_cache(maxsize=VERIFIED_TOKENS)(
+        _verify_access_token
+    )

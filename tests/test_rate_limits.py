@@ -162,3 +162,22 @@ def test_responses_carry_rate_limit_headers(strict, ip):
     response = register(strict, ip)
     assert response.headers["X-RateLimit-Limit"] == "3"
     assert response.headers["X-RateLimit-Remaining"] == "2"
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again on return: nothing listens there
+
+
+def test_with_redis_unreachable_limits_count_in_the_process(make_app, ip):
+    app = make_app(
+        REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", COFFER_RATE_LIMIT_AUTH="3/minute"
+    )
+    client = app.test_client()
+    for _ in range(3):
+        assert register(client, ip).status_code == 201
+    assert_limited(register(client, ip))
+    assert register(client, new_ip()).status_code == 201  # other clients keep their own count

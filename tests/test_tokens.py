@@ -183,3 +183,20 @@ def test_a_role_claim_that_disagrees_with_the_database_grants_nothing(app, clien
     response = client.get("/api/v1/users", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code in (401, 403)
     assert response.mimetype == "application/problem+json"
+
+
+# --- the per-worker cache of verified tokens ---------------------------------------------------
+
+
+def test_a_token_verified_once_still_expires(app, client, user, monkeypatch):
+    token = sign(app, claims_for(app, user, exp=int(time.time()) + 60))
+    assert get_me(client, token).status_code == 200  # verified, and remembered
+    later = time.time() + 60 + 31  # past exp and the 30 s leeway
+    monkeypatch.setattr("api.auth.time.time", lambda: later)
+    assert_refused(get_me(client, token))
+
+
+def test_a_revoked_session_is_refused_even_with_a_remembered_token(client, user):
+    assert get_me(client, user.token).status_code == 200
+    assert client.delete("/api/v1/sessions/current", headers=user.headers).status_code == 204
+    assert_refused(get_me(client, user.token))
