@@ -216,41 +216,36 @@ _LIVE_SESSION = (
     sa.select(
         *(_users.c[name] for name in Caller.__slots__ if name != "session_id"),
         _sessions.c.user_id,
-        _sessions.c.revoked_at,
-        _sessions.c.expires_at,
-        _sessions.c.last_used_at,
+        (_sessions.c.revoked_at.is_(None) & (_sessions.c.expires_at > sa.bindparam("now"))).label(
+            "live"
+        ),
+        (_sessions.c.last_used_at < sa.bindparam("stale")).label("stale"),
     )
     .join_from(_sessions, _users, _users.c.id == _sessions.c.user_id)
     .where(_sessions.c.id == sa.bindparam("sid"))
 )
 _TOUCH = (
     sa.update(_sessions)
-    .where(_sessions.c.id == sa.bindparam("sid"), _sessions.c.last_used_at < sa.bindparam("stale"))
+    .where(_sessions.c.id == sa.bindparam("sid"))
     .values(last_used_at=sa.bindparam("now"))
 )
 
 
 def _live_caller(claims: Mapping, *, touch: bool) -> tuple[Caller | None, str | None]:
     """The caller of verified claims, or None and why its session is not live; `touch`
-    records the use of the session."""
-    session_id = uuid.UUID(claims["sid"])
-    row = database.connection().execute(_LIVE_SESSION, {"sid": session_id}).first()
-    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+    records the use of the session (at most once a LAST_USED_RESOLUTION)."""
+    session_id, now = uuid.UUID(claims["sid"]), utcnow()
+    conn = database.connection()
+    params = {"sid": session_id, "now": now, "stale": now - LAST_USED_RESOLUTION}
+    row = conn.execute(_LIVE_SESSION, params).first()
+    if row is None or not row.live:
         return None, "The session has ended."
     if str(row.user_id) != claims["sub"] or not row.is_active:
         return None, "The token does not belong to an active user."
-    caller = Caller(*row[: len(Caller.__slots__) - 1], session_id=session_id)
-    if touch and utcnow() - row.last_used_at >= LAST_USED_RESOLUTION:
-        _touch(session_id)
-    return caller, None
-
-
-def _touch(session_id: uuid.UUID) -> None:
-    """Record that the session was used (at most once a LAST_USED_RESOLUTION)."""
-    now = utcnow()
-    conn = database.connection()
-    conn.execute(_TOUCH, {"sid": session_id, "stale": now - LAST_USED_RESOLUTION, "now": now})
-    conn.commit()
+    if touch and row.stale:
+        conn.execute(_TOUCH, {"sid": session_id, "now": now})
+        conn.commit()
+    return Caller(*row[: len(Caller.__slots__) - 1], session_id=session_id), None
 
 
 def introspect_token(token: str) -> dict:

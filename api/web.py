@@ -5,6 +5,7 @@ import uuid
 
 import orjson
 from flask import Flask, Response, current_app, g, request
+from flask.sessions import SessionInterface
 from marshmallow import Schema, ValidationError
 
 from api.errors import Problem
@@ -37,10 +38,22 @@ def load_body(schema: Schema, *, media_types: tuple[str, ...] = (JSON,)) -> dict
     return schema.load(load_json(media_types=media_types))
 
 
+_NO_QUERY: dict[int, dict] = {}  # per schema: what an empty query string loads to
+
+
 def load_query(schema: Schema) -> dict:
     """Validate query parameters: 400 when one is unknown or malformed, 422 when out of range."""
+    if not request.args:  # the usual case: every schema's defaults, loaded once
+        defaults = _NO_QUERY.get(id(schema))
+        if defaults is None:
+            defaults = _NO_QUERY[id(schema)] = _load_query(schema, {})
+        return dict(defaults)
+    return _load_query(schema, request.args.to_dict(flat=True))
+
+
+def _load_query(schema: Schema, args: dict) -> dict:
     try:
-        return schema.load(request.args.to_dict(flat=True))
+        return schema.load(args)
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         malformed = any(
@@ -82,6 +95,20 @@ def _secure_headers(response: Response) -> Response:
     return response
 
 
+class _NoCookieSessions(SessionInterface):
+    """Coffer is stateless (bearer tokens, never cookies): Flask opens no cookie session.
+
+    The default interface would build a signing serializer for every request.
+    """
+
+    def open_session(self, app, request):
+        return None  # Flask then uses its null session, which refuses writes
+
+    def save_session(self, app, session, response) -> None:
+        pass
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = _NoCookieSessions()
     app.before_request(_assign_request_id)
     app.after_request(_secure_headers)
