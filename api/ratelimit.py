@@ -30,7 +30,30 @@ from api.errors import Problem
 from api.web import client_ip
 
 MAX_BACKOFF = 32  # seconds between attempts to reach a failed Redis
+SWEEP_INTERVAL = 5.0  # seconds between sweeps of expired in-memory counters
 _log = logging.getLogger(__name__)
+
+
+class _SweptMemoryStorage(MemoryStorage):
+    """limits' in-memory storage, with expired counters swept inline every SWEEP_INTERVAL.
+
+    The stock storage starts a new timer thread 10 ms after any count whenever none is
+    running: under steady traffic, about a hundred thread starts a second per worker, each
+    one stalling the request that started it. Reads already drop expired counters; the sweep
+    only bounds the memory of counters that are never read again. (Overrides the storage's
+    private scheduling hook: limits is pinned to 5.x, and tests/test_rate_limits.py checks
+    that no thread is started.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next_sweep = time.monotonic() + SWEEP_INTERVAL
+
+    def _MemoryStorage__schedule_expiry(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_INTERVAL
+            self._MemoryStorage__expire_events()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +71,7 @@ class Counters:
 
     def __init__(self, app: Flask) -> None:
         url = app.config.get("REDIS_URL")
-        self.local = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.local = SlidingWindowCounterRateLimiter(_SweptMemoryStorage())
         self.shared = self.local
         if url:
             storage = storage_from_string(url, socket_connect_timeout=1, socket_timeout=1)

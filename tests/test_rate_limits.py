@@ -5,6 +5,8 @@ Every test uses client addresses of its own: with Redis, counters outlive the ap
 """
 
 import secrets
+import threading
+import time
 
 import pytest
 
@@ -181,3 +183,24 @@ def test_with_redis_unreachable_limits_count_in_the_process(make_app, ip):
         assert register(client, ip).status_code == 201
     assert_limited(register(client, ip))
     assert register(client, new_ip()).status_code == 201  # other clients keep their own count
+
+
+def test_in_memory_counters_start_no_threads_and_forget_expired_counts(make_app):
+    from limits import parse
+
+    from api import ratelimit
+
+    app = make_app(REDIS_URL="")  # counters in this process
+    per_second = parse("5/second")
+    with app.app_context():
+        counters = ratelimit.counters()
+        threads = threading.active_count()
+        for n in range(50):
+            counters.hit(per_second, "test", f"key-{n}")
+        assert threading.active_count() <= threads  # the stock storage starts timer threads
+        storage = counters.local.storage
+        assert len(storage.storage) == 50
+        time.sleep(2.1)  # a one-second sliding window keeps a counter for two seconds
+        storage._next_sweep = 0  # the next count sweeps
+        counters.hit(per_second, "test", "key-last")
+        assert len(storage.storage) == 1
