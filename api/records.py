@@ -6,6 +6,7 @@ statements checked by row count, so `If-Match` holds atomically in the database;
 without `If-Match` compares-and-swaps on the version it read, and retries.
 """
 
+import functools
 import uuid
 from typing import NoReturn
 
@@ -54,16 +55,39 @@ def page_of(
 ) -> tuple[list[RowMapping], str | None]:
     """One page of a listing and the cursor of the next; limit + 1 rows tell if there is one."""
     scope = (str(owner_id), collection)
-    position = query.decode_cursor(cursor, listing, scope) if cursor else None
     conn = database.connection()
-    stmt = sa.select(_records).where(_c.owner_id == owner_id, _c.collection == collection)
-    stmt = query.Compiler(conn.dialect.name).apply(stmt, listing, position).limit(limit + 1)
-    rows: list[Row] = conn.execute(stmt).all()
+    dialect = conn.dialect.name
+    if cursor:
+        position = query.decode_cursor(cursor, listing, scope)
+        stmt = query.Compiler(dialect).apply(_LISTED, listing, position).limit(_LIMIT)
+    else:
+        stmt = _first_page(dialect, _typed(listing), listing)
+    params = {"owner_id": owner_id, "collection": collection, "limit": limit + 1}
+    rows: list[Row] = conn.execute(stmt, params).all()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = query.encode_cursor(listing, scope, rows[-1])
     return [row._mapping for row in rows], next_cursor
+
+
+_LISTED = sa.select(_records).where(
+    _c.owner_id == sa.bindparam("owner_id"), _c.collection == sa.bindparam("collection")
+)
+_LIMIT = sa.bindparam("limit")
+
+
+@functools.lru_cache(maxsize=256)
+def _first_page(dialect: str, _typed_listing: tuple, listing: query.Listing) -> sa.Select:
+    """The statement of a listing's first page, built once: building the expressions of a
+    sort on a data key costs more than running the query."""
+    return query.Compiler(dialect).apply(_LISTED, listing).limit(_LIMIT)
+
+
+def _typed(listing: query.Listing) -> tuple:
+    """The listing with the type of every filter value: 1, 1.0 and True are equal in Python
+    (and hash alike) but select different records, so they must not share a statement."""
+    return tuple((f.field, f.op, tuple((type(v), v) for v in f.values)) for f in listing.filters)
 
 
 def collections(owner_id: uuid.UUID) -> list[RowMapping]:

@@ -1,6 +1,7 @@
 """Records over HTTP: CRUD, ETags and conditional requests, merge patch, validation, ownership,
 idempotent creation and concurrent writers."""
 
+import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -611,3 +612,20 @@ def test_concurrent_patches_without_if_match_lose_no_update(app, client, user):
     assert final["data"] == {f"k{n}": n for n in range(6)}
     assert final["version"] == 7
     assert sorted(r.get_json()["version"] for r in responses) == list(range(2, 8))
+
+
+def test_filters_that_python_deems_equal_keep_their_json_types(client, user):
+    """1, 1.0 and true are equal in Python; each first-page query must still select its own."""
+    for value in (1, True, "1"):
+        create(client, user, {"x": value})
+
+    def xs(operand: str) -> list[str]:  # as JSON text: in Python, [True] == [1]
+        response = client.get(f"{BASE}/tasks?data.x=eq.{operand}", headers=user.headers)
+        assert response.status_code == 200
+        return [json.dumps(item["data"]["x"]) for item in response.get_json()["items"]]
+
+    for _ in range(2):  # the second round runs on statements built by the first
+        assert xs("true") == ["true"]
+        assert xs("1") == ["1"]
+        assert xs("1.0") == ["1"]
+        assert xs('"1"') == ['"1"']
