@@ -9,7 +9,9 @@ from api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 in UTC with a `Z` and milliseconds: 2026-11-21T10:00:00.123Z."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if value.tzinfo is not UTC:  # what the database returns is UTC already
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 class Timestamp(fields.Field):
