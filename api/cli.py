@@ -1,15 +1,14 @@
-"""Flask commands: `flask --app wsgi create-admin EMAIL`, `flask --app wsgi purge`."""
+"""Flask commands: `flask --app wsgi create-admin EMAIL`, `purge`, `jwt-keys …`, `data-index …`."""
 
 import os
 from datetime import timedelta
 
 import click
 import sqlalchemy as sa
-import yaml
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from api import accounts, signing
+from api import accounts, indexes, signing
 from api.extensions import db
 from api.idempotency import RETENTION
 from api.models import IdempotencyKey, Session, utcnow
@@ -50,6 +49,8 @@ def purge(days: int) -> None:
 @click.command("openapi")
 def openapi() -> None:
     """Print the OpenAPI document (`make openapi` writes it to openapi.yaml)."""
+    import yaml  # the command's alone: kept out of the workers' memory
+
     from api.openapi import build_spec
 
     click.echo(
@@ -136,6 +137,51 @@ def prune_jwt_keys(keep: int | None, older_than: int | None) -> None:
         click.echo("nothing to remove")
 
 
+data_index = AppGroup(
+    "data-index",
+    help="Indexes that make ?sort=data.<path> an index scan, on SQLite and PostgreSQL alike.",
+)
+
+
+def _data_index(action, field: str) -> str:
+    try:
+        return action(field)
+    except indexes.DataIndexError as exc:
+        raise click.ClickException(str(exc)) from None
+    except sa.exc.DBAPIError as exc:  # e.g. a failed concurrent build: `add` again retries it
+        raise click.ClickException(f"{field}: {exc.orig}") from None
+
+
+@data_index.command("add")
+@click.argument("field", metavar="data.<path>")
+def add_data_index(field: str) -> None:
+    """Index a data key for sorts on it; does nothing when it is indexed already.
+
+    On PostgreSQL the index is built concurrently: writes go on meanwhile.
+    """
+    click.echo(_data_index(indexes.add, field))
+
+
+@data_index.command("drop")
+@click.argument("field", metavar="data.<path>")
+def drop_data_index(field: str) -> None:
+    """Drop the index of a data key; sorts on it go back to sorting every matching record."""
+    click.echo(_data_index(indexes.drop, field))
+
+
+@data_index.command("list")
+def list_data_indexes() -> None:
+    """Every indexed data key, its index, and whether the index is ready."""
+    rows = [(row.field, row.index_name, row.status) for row in indexes.declared()]
+    if not rows:
+        click.echo("no data key is indexed")
+        return
+    width = max(len(row[0]) for row in rows + [("FIELD",)])
+    click.echo(f"{'FIELD':<{width}}  {'INDEX':<36}  STATUS")
+    for field, name, status in rows:
+        click.echo(f"{field:<{width}}  {name:<36}  {status}")
+
+
 def bootstrap_admin(app: Flask) -> None:
     """At start-up: ensure COFFER_ADMIN_EMAIL is an admin (skipped until the schema exists)."""
     email = app.config.get("COFFER_ADMIN_EMAIL")
@@ -157,3 +203,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(purge)
     app.cli.add_command(openapi)
     app.cli.add_command(jwt_keys)
+    app.cli.add_command(data_index)

@@ -1,9 +1,10 @@
 """The list language of records: filters, sorts and keyset cursors, the same on every database.
 
 `GET /api/v1/data/{collection}` takes PostgREST-style filters, `?sort=` and a cursor. This module
-parses them into a `Listing` and compiles that into SQLAlchemy expressions (bound parameters
-only, never SQL text) for SQLite (`json_type`/`json_extract`) and PostgreSQL (JSONB `->`,
-`jsonb_typeof`), so that both return the same records in the same order.
+parses them into a `Listing` and compiles that into SQLAlchemy expressions for SQLite
+(`json_type`/`json_extract`) and PostgreSQL (JSONB `->`, `jsonb_typeof`), so that both return the
+same records in the same order. Filter values and paths and cursor positions are bound
+parameters; only the sort expressions are SQL literals (see Sorting).
 
 Fields
     `data.<path>` addresses a key of `data`; dots go into nested objects (`data.address.city`).
@@ -37,17 +38,27 @@ Types (on `data` fields)
 Sorting: `?sort=` comma-separated keys, `-` for descending, at most 4; default `-created_at`
     On a `data` field the order is numbers, strings, booleans, objects/arrays (which tie among
     themselves), then null/missing; descending reverses all of it, so null/missing come first.
-    It is compiled as, per key, a type rank (a CASE) followed by one typed value per type, so
-    the same ORDER BY holds on both databases. Ties are broken by `id`, in the direction of the
-    last key (`-created_at` is `-created_at,-id`: newest first, an index scan backwards).
+    Ties are broken by `id`, in the direction of the last key (`-created_at` is
+    `-created_at,-id`: newest first, an index scan backwards).
+    A data key compiles to ORDER BY terms that are never NULL and hold only inline literals
+    (no bound parameter), so that an index on the same expressions (api/indexes.py, declared
+    with `flask data-index add`) serves the sort and the cursor's seek:
+    - PostgreSQL: a type rank (a CASE), then one typed value per type (numeric, text in
+      `COLLATE "C"`, false/true as 0/1), each a constant for values of the other types.
+    - SQLite: one CASE whose value orders by itself, since SQLite orders numbers before text
+      before BLOBs: the number, the string, or X'00' false, X'01' true, X'02' object/array,
+      X'03' null/missing.
 
 Cursors
     A cursor carries the sort values of the last row of its page (per key: the timestamp, the
     id, or the type rank and typed value of a data field) and a hash of what the page was asked
     for (owner, collection, filters, sort). The next page is everything strictly after that
     position in the full sort order, so paging never repeats nor skips a record whatever the
-    sort, even while records are added. A cursor replayed with another collection, filter or
-    sort is 400; cursors are signed (api/pagination.py), a tampered one is 400.
+    sort, even while records are added. When every key has the same direction, "after" is one
+    row-value comparison over the ORDER BY terms, which the B-tree indexes seek to; mixed
+    directions expand it into (a > x) OR (a = x AND b < y) OR …. A cursor replayed with another
+    collection, filter or sort is 400; cursors are signed (api/pagination.py), a tampered one is
+    400.
 """
 
 import hashlib
@@ -279,6 +290,42 @@ def lookup(data: object, segments: tuple[str, ...]) -> object:
     return data
 
 
+# Sort expressions are written into the SQL text, never bound: an index on an expression serves
+# a query only when the query's expression is the same, constants included, and a bound
+# parameter never equals a constant (SQLite compares the parsed expressions; PostgreSQL's
+# generic plans see a $n where the index has a literal). This is safe because only two kinds
+# of value are ever inlined: type names and ranks written in this module, and JSON paths built
+# from segments that path_of restricted to [A-Za-z0-9_-]. _SAFE_LITERAL checks it again, so no
+# quote or backslash can reach the SQL, and the quotes are doubled all the same.
+_SAFE_LITERAL = re.compile(r'[A-Za-z0-9_$."-]*')
+
+
+def _inline(value: str | int) -> sa.ColumnElement:
+    """A string or integer constant as an SQL literal (only path and type-name characters)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"only strings and integers are inlined, not {value!r}")
+    if isinstance(value, int):
+        return sa.literal_column(str(value), sa.Integer)
+    if not _SAFE_LITERAL.fullmatch(value):
+        raise ValueError(f"refusing to write {value!r} into SQL")
+    return sa.literal_column("'" + value.replace("'", "''") + "'", sa.Text)
+
+
+def _int64(value: int | float) -> int | float:
+    """A number SQLite can bind: beyond int64 it reads JSON integers as floats anyway."""
+    if isinstance(value, int) and not -_INT64 <= value < _INT64:
+        return float(value)
+    return value
+
+
+def _bound(value: str) -> sa.ColumnElement:
+    return sa.literal(value, sa.Text)
+
+
+def _blob(code: int) -> sa.ColumnElement:
+    return sa.literal_column(f"X'{code:02X}'", sa.LargeBinary)
+
+
 class _SQLiteJSON:
     """`json_type` tells the type ('integer', 'real', 'text', 'true', …); `json_extract` gives
     numbers and text natively but booleans as 1/0 and objects as text, so values are only
@@ -293,9 +340,15 @@ class _SQLiteJSON:
         "object": CONTAINER,
         "array": CONTAINER,
     }
+    # SQLite orders NULL < numbers < text < BLOBs, and BLOBs byte by byte: so one value sorts a
+    # data key, with booleans, objects/arrays and null/missing as one-byte BLOBs after the text.
+    _AFTER_TEXT = {"false": 0, "true": 1, "object": 2, "array": 2}
+    _LAST = 3  # null or missing
+    # SQLite (3.40) seeks an index with a row value only when its terms are plain columns.
+    row_values_seek_expressions = False
 
-    def _path(self, segments):
-        return sa.literal("$" + "".join(f'."{segment}"' for segment in segments), sa.Text)
+    def _path(self, segments, literal=_bound):
+        return literal("$" + "".join(f'."{segment}"' for segment in segments))
 
     def _type(self, segments):
         return sa.func.json_type(Record.data, self._path(segments))
@@ -315,6 +368,22 @@ class _SQLiteJSON:
     def param(self, value, rank):
         return sa.literal(int(value) if rank == BOOLEAN else value)
 
+    def sort_terms(self, segments):
+        path = self._path(segments, _inline)
+        raw = sa.func.json_extract(Record.data, path)
+        whens = [(_inline(kind), raw) for kind in ("integer", "real", "text")]
+        whens += [(_inline(kind), _blob(code)) for kind, code in self._AFTER_TEXT.items()]
+        kind = sa.func.json_type(Record.data, path)
+        return [sa.case(*whens, value=kind, else_=_blob(self._LAST))]
+
+    def sort_bounds(self, rank, typed):
+        if rank == NUMBER:
+            return [sa.literal(_int64(typed))]
+        if rank == STRING:
+            return [sa.literal(typed, sa.Text)]
+        code = int(typed) if rank == BOOLEAN else 2 if rank == CONTAINER else self._LAST
+        return [sa.literal(bytes([code]), sa.LargeBinary)]
+
 
 class _PostgresJSON:
     """`->` with a text key reads object keys only (`#>` and subscripts would index arrays);
@@ -327,12 +396,17 @@ class _PostgresJSON:
         "object": CONTAINER,
         "array": CONTAINER,
     }
+    row_values_seek_expressions = True
 
-    def _node(self, segments):
+    def _node(self, segments, literal=_bound):
         node = sa.type_coerce(Record.data, JSONB)
         for segment in segments:
-            node = node.op("->", return_type=JSONB)(sa.literal(segment, sa.Text))
+            node = node.op("->", return_type=JSONB)(literal(segment))
         return node
+
+    def _text(self, segments, literal=_bound):
+        parent = self._node(segments[:-1], literal)
+        return parent.op("->>", return_type=sa.Text)(literal(segments[-1]))
 
     def _type(self, segments):
         return sa.func.jsonb_typeof(self._node(segments))
@@ -346,9 +420,7 @@ class _PostgresJSON:
             return sa.case((kind == "number", sa.cast(node, sa.Numeric)))
         if rank == BOOLEAN:
             return sa.case((kind == "boolean", sa.cast(sa.cast(node, sa.Boolean), sa.Integer)))
-        parent = self._node(segments[:-1])
-        text = parent.op("->>", return_type=sa.Text)(sa.literal(segments[-1], sa.Text))
-        return sa.collate(sa.case((kind == "string", text)), "C")
+        return sa.collate(sa.case((kind == "string", self._text(segments))), "C")
 
     def param(self, value, rank):
         if rank == BOOLEAN:
@@ -358,6 +430,27 @@ class _PostgresJSON:
                 Decimal(repr(value) if isinstance(value, float) else value), sa.Numeric
             )
         return sa.literal(value, sa.Text)
+
+    def sort_terms(self, segments):
+        node = self._node(segments, _inline)
+        kind = sa.func.jsonb_typeof(node)
+        ranks = [(_inline(name), _inline(rank)) for name, rank in self._RANKS.items()]
+        boolean = sa.cast(sa.cast(node, sa.Boolean), sa.Integer)
+        text = self._text(segments, _inline)
+        return [
+            sa.case(*ranks, value=kind, else_=_inline(MISSING)),
+            sa.case((kind == _inline("number"), sa.cast(node, sa.Numeric)), else_=_inline(0)),
+            sa.collate(sa.case((kind == _inline("string"), text), else_=_inline("")), "C"),
+            sa.case((kind == _inline("boolean"), boolean), else_=_inline(0)),
+        ]
+
+    def sort_bounds(self, rank, typed):
+        return [
+            sa.literal(rank),
+            self.param(typed if rank == NUMBER else 0, NUMBER),
+            sa.literal(typed if rank == STRING else "", sa.Text),
+            sa.literal(int(typed) if rank == BOOLEAN else 0),
+        ]
 
 
 _DIALECTS = {"sqlite": _SQLiteJSON(), "postgresql": _PostgresJSON()}
@@ -415,11 +508,22 @@ class Compiler:
     def _param(self, value):
         return self.json.param(value, rank_of(value))
 
+    def sort_terms(self, field: str) -> list:
+        """The ORDER BY expressions of an ascending sort on a `data.<path>` field, which an index
+        must list, in this order, to serve it (api/indexes.py)."""
+        return self.json.sort_terms(path_of(field, "sort"))
+
     def _terms(self, key: SortKey) -> list:
         if key.field in COLUMNS:
             return [getattr(Record, key.field)]
-        segments = path_of(key.field, "sort")
-        return [self.json.rank(segments), *(self.json.value(segments, rank) for rank in _TYPED)]
+        return self.sort_terms(key.field)
+
+    def _bounds(self, key: SortKey, value) -> list:
+        """The values of `_terms(key)` at a cursor position, as bound parameters."""
+        if key.field in COLUMNS:
+            return [sa.literal(value, getattr(Record, key.field).type)]
+        rank, typed = value
+        return self.json.sort_bounds(rank, typed)
 
     def _order_by(self, listing: Listing) -> list:
         return [
@@ -430,34 +534,28 @@ class Compiler:
 
     def _after(self, listing: Listing, position: list):
         """Rows strictly after `position` in the listing's order (a keyset predicate)."""
-        if _plain_columns(listing.sort):  # a row comparison: the btree indexes seek to it
-            columns = [getattr(Record, key.field) for key in listing.sort]
-            row = sa.tuple_(*columns)
-            bound = sa.tuple_(
-                *(sa.literal(v, c.type) for c, v in zip(columns, position, strict=True))
-            )
-            return row < bound if listing.sort[0].descending else row > bound
-        terms = []  # (expression, descending, value), compared lexicographically
-        for key, value in zip(listing.sort, position, strict=True):
-            if key.field in COLUMNS:
-                column = getattr(Record, key.field)
-                terms.append((column, key.descending, sa.literal(value, column.type)))
-                continue
-            segments, (rank, typed) = path_of(key.field, "sort"), value
-            terms.append((self.json.rank(segments), key.descending, sa.literal(rank)))
-            if rank in _TYPED:  # rows of this rank are ordered by this one typed value
-                typed_value = self.json.param(typed, rank)
-                terms.append((self.json.value(segments, rank), key.descending, typed_value))
-        return _lexicographically_after(terms)
-
-
-def _plain_columns(sort: tuple[SortKey, ...]) -> bool:
-    return all(key.field in COLUMNS for key in sort) and len({k.descending for k in sort}) == 1
+        keyed = [
+            (term, key.descending, bound)
+            for key, value in zip(listing.sort, position, strict=True)
+            for term, bound in zip(self._terms(key), self._bounds(key, value), strict=True)
+        ]
+        if len({key.descending for key in listing.sort}) > 1:
+            return _lexicographically_after(keyed)
+        # One direction: a row-value comparison, which B-tree indexes seek to.
+        descending = listing.sort[0].descending
+        row = sa.tuple_(*(term for term, _, _ in keyed))
+        bound = sa.tuple_(*(value for _, _, value in keyed))
+        after = row < bound if descending else row > bound
+        first, _, first_bound = keyed[0]
+        if listing.sort[0].field in COLUMNS or self.json.row_values_seek_expressions:
+            return after
+        # SQLite would scan from the start of the index: seek on the first term, then compare.
+        return sa.and_(first <= first_bound if descending else first >= first_bound, after)
 
 
 def _lexicographically_after(terms: list):
-    """(a, b, …) after (x, y, …): a beyond x, or a = x and b beyond y, or … (no NULLs here:
-    ranks never are, and a typed value is compared only where its rank is equal)."""
+    """(a, b, …) after (x, y, …): a beyond x, or a = x and b beyond y, or … (no term is ever
+    NULL: sort terms of data keys have a value for every type)."""
     clauses = []
     for index, (expression, descending, value) in enumerate(terms):
         equal = [earlier == earlier_value for earlier, _, earlier_value in terms[:index]]

@@ -179,12 +179,34 @@ def test_filter_values_and_paths_are_bound_never_inlined(dialect):
         ("data.secret_path", "eq.needle-value"),
         ("data.n", 'in.("it\'s",42)'),
         ("created_at", "gte.2026-01-01T00:00:00Z"),
-        sort="-data.secret_path,updated_at",
+        sort="-data.sorted_path,updated_at",
     )
     stmt = query.Compiler(dialect).apply(sa.select(Record.id), listing)
     sql = str(stmt.compile(dialect=DIALECTS[dialect]))
     for literal in ("needle-value", "secret_path", "it's", "2026"):
         assert literal not in sql
+    assert "sorted_path" in sql  # sorts are inlined, so that an index on them can serve them
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_sort_terms_are_sql_literals_with_no_bound_parameter(dialect):
+    listing = parse(sort="data.a.b-c_D9,-data.x")
+    stmt = sa.select(Record.id).order_by(*query.Compiler(dialect)._order_by(listing))
+    compiled = stmt.compile(dialect=DIALECTS[dialect])
+    assert compiled.params == {}
+    assert "a" in str(compiled) and "b-c_D9" in str(compiled)
+
+
+@pytest.mark.parametrize("value", ["it's", "a\\b", "a;b", "a b", "é", "a\x00", 1.5, True, None])
+def test_only_path_and_type_name_characters_are_ever_inlined(value):
+    with pytest.raises((TypeError, ValueError)):
+        query._inline(value)
+
+
+@pytest.mark.parametrize("segment", ["it's", "a\\b", "a;b", "a b", "é", 'a"b', ""])
+def test_sort_paths_with_other_characters_never_reach_the_sql(segment):
+    with pytest.raises(Problem):
+        query.Compiler("sqlite").sort_terms(f"data.{segment}")
 
 
 def test_postgresql_reads_keys_with_arrows_and_compares_text_in_code_point_order():

@@ -1,0 +1,206 @@
+"""Data-key indexes: the indexes that serve `?sort=data.<path>`, declared by the operator.
+
+`flask data-index add data.priority` builds, on `records`,
+
+    (owner_id, collection, <the ORDER BY terms of sort=data.priority>, id)
+
+and records the declaration in `data_indexes`. The terms come from `query.Compiler.sort_terms`,
+the very expressions that listings order by, with their constants written inline: SQLite and
+PostgreSQL use an index on expressions only for the same expressions. One index serves both
+directions (scanned backwards for `-data.priority`), the first page and the pages after a cursor
+(a row-value seek), with or without filters (checked on the rows the index yields).
+
+On PostgreSQL the index is built with CREATE INDEX CONCURRENTLY, so writes go on while it
+builds; a build that failed leaves an INVALID index, which `add` drops and builds again. The
+name is `ix_records_data_` and a hash of the path and of the definition: paths run to 520
+characters and PostgreSQL names to 63, and when a new Coffer changes the sort terms the name
+changes too, so `list` shows the old index as stale and `add` replaces it.
+"""
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api import query
+from api.errors import Problem
+from api.extensions import db
+from api.models import Record, UTCDateTime, utcnow
+
+PREFIX = "ix_records_data_"
+READY, BUILDING, INVALID, MISSING, STALE = "ready", "building", "invalid", "missing", "stale"
+
+
+class DataIndex(db.Model):
+    """A data key the operator indexed, and the name of the index that serves it."""
+
+    __tablename__ = "data_indexes"
+
+    field: Mapped[str] = mapped_column(sa.String(600), primary_key=True)  # "data.<path>"
+    index_name: Mapped[str] = mapped_column(sa.String(63))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DataIndexError(Exception):
+    """A data-index command that cannot be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class Declared:
+    field: str
+    index_name: str
+    status: str
+
+
+def field_of(text: str) -> str:
+    """`text` if it is a field that listings sort by (`data.<path>`), else DataIndexError."""
+    if not text.startswith("data."):
+        raise DataIndexError(f"{text!r} is not a data key: give data.<path>, e.g. data.priority.")
+    try:
+        query.path_of(text, "field")
+    except Problem as exc:
+        raise DataIndexError(exc.detail) from None
+    return text
+
+
+def columns_sql(field: str, dialect: sa.Dialect) -> str:
+    """The indexed expressions as SQL: owner, collection, the sort terms of `field`, id."""
+    terms = query.Compiler(dialect.name).sort_terms(field)
+    table = Record.__table__
+    return ", ".join(
+        [table.c.owner_id.name, table.c.collection.name]
+        + [f"({_expression_sql(term, dialect)})" for term in terms]
+        + [table.c.id.name]
+    )
+
+
+def _expression_sql(term: sa.ColumnElement, dialect: sa.Dialect) -> str:
+    compiled = term.compile(dialect=dialect, compile_kwargs={"include_table": False})
+    if compiled.params:  # never true: an index on a parameter would match no query
+        raise RuntimeError(f"sort terms must be SQL literals only: {compiled.params}")
+    return str(compiled)
+
+
+def index_name(field: str, dialect: sa.Dialect) -> str:
+    """A name of 36 characters for the index of `field`, whatever the length of the path."""
+    definition = f"{field}\n{columns_sql(field, dialect)}".encode()
+    return PREFIX + hashlib.sha256(definition).hexdigest()[:20]
+
+
+def _create_sql(name: str, field: str, dialect: sa.Dialect) -> str:
+    table = Record.__tablename__
+    return (
+        f"CREATE INDEX {_concurrently(dialect)}IF NOT EXISTS {name} "
+        f"ON {table} ({columns_sql(field, dialect)})"
+    )
+
+
+def _drop_sql(name: str, dialect: sa.Dialect) -> str:
+    return f"DROP INDEX {_concurrently(dialect)}IF EXISTS {name}"
+
+
+def _concurrently(dialect: sa.Dialect) -> str:
+    # Without it PostgreSQL would block every write to records while the index builds.
+    return "CONCURRENTLY " if dialect.name == "postgresql" else ""
+
+
+@contextlib.contextmanager
+def _ddl_connection() -> Iterator[sa.Connection]:
+    """A connection outside any transaction, as CREATE INDEX CONCURRENTLY must run.
+
+    It waits for every transaction that holds an older snapshot, so the session's own
+    transaction is ended first (else the build would wait for it forever).
+    """
+    db.session.rollback()
+    with db.engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _status(conn: sa.Connection, name: str) -> str:
+    """What the catalog says of index `name`: ready, building, invalid or missing."""
+    if conn.dialect.name == "sqlite":
+        found = conn.execute(
+            sa.text("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = :name"),
+            {"name": name},
+        ).first()
+        return READY if found else MISSING
+    row = conn.execute(
+        sa.text(
+            "SELECT i.indisvalid, p.pid IS NOT NULL FROM pg_index i "
+            "LEFT JOIN pg_stat_progress_create_index p ON p.index_relid = i.indexrelid "
+            "WHERE i.indexrelid = to_regclass(:name)"
+        ),
+        {"name": name},
+    ).first()
+    if row is None:
+        return MISSING
+    valid, building = row
+    return READY if valid else BUILDING if building else INVALID
+
+
+def declared() -> list[Declared]:
+    """Every declared data key, with the state of its index (stale: built by an older Coffer)."""
+    dialect = db.engine.dialect
+    rows = [
+        (row.field, row.index_name)
+        for row in db.session.scalars(db.select(DataIndex).order_by(DataIndex.field))
+    ]
+    with _ddl_connection() as conn:
+        found = []
+        for field, name in rows:
+            status = _status(conn, name)
+            if status == READY and name != index_name(field, dialect):
+                status = STALE
+            found.append(Declared(field, name, status))
+    return found
+
+
+def add(field: str) -> str:
+    """Build the index that serves sorts on `field` and declare it; nothing to do when ready."""
+    field, dialect = field_of(field), db.engine.dialect
+    name = index_name(field, dialect)
+    row = db.session.get(DataIndex, field)
+    previous = row.index_name if row else None
+    with _ddl_connection() as conn:
+        status = _status(conn, name)
+        if status == READY and previous == name:
+            return f"{field} is already indexed ({name})"
+        if status == BUILDING:
+            raise DataIndexError(f"{name} for {field} is being built by another session.")
+        if status == INVALID:  # left by a concurrent build that failed
+            conn.exec_driver_sql(_drop_sql(name, dialect))
+        if status != READY:
+            conn.exec_driver_sql(_create_sql(name, field, dialect))
+        if previous not in (None, name):  # built for the sort terms of an older Coffer
+            conn.exec_driver_sql(_drop_sql(previous, dialect))
+    _declare(field, name)
+    return f"indexed {field} ({name})"
+
+
+def _declare(field: str, name: str) -> None:
+    row = db.session.get(DataIndex, field)
+    if row is None:
+        db.session.add(DataIndex(field=field, index_name=name))
+    else:
+        row.index_name = name
+    db.session.commit()
+
+
+def drop(field: str) -> str:
+    """Drop the index of `field` and its declaration; DataIndexError when there is neither."""
+    field, dialect = field_of(field), db.engine.dialect
+    row = db.session.get(DataIndex, field)
+    names = dict.fromkeys(n for n in (row and row.index_name, index_name(field, dialect)) if n)
+    with _ddl_connection() as conn:
+        present = [name for name in names if _status(conn, name) != MISSING]
+        if row is None and not present:
+            raise DataIndexError(f"{field} is not indexed (`data-index list` shows which are).")
+        for name in present:
+            conn.exec_driver_sql(_drop_sql(name, dialect))
+    db.session.execute(db.delete(DataIndex).where(DataIndex.field == field))
+    db.session.commit()
+    return f"dropped the index of {field}" if present else f"forgot {field} (it had no index)"
