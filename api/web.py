@@ -84,8 +84,6 @@ def _secure_headers(response: Response) -> Response:
     headers = response.headers
     headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
     headers["X-Content-Type-Options"] = "nosniff"
-    if response.status_code not in (429, 503):
-        headers.pop("Retry-After", None)  # Flask-Limiter adds it to every limited response
     headers.setdefault("Referrer-Policy", "no-referrer")
     path = request.path
     if path.startswith(V1) and path not in _SPEC_PATHS:
