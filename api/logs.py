@@ -1,4 +1,7 @@
-"""Structured logs: one JSON object a line, carrying the request id when there is one."""
+"""Structured logs: one JSON object a line, carrying the request id when there is one.
+
+gunicorn's access log, in the same format, is set up in gunicorn.conf.py.
+"""
 
 import logging
 import sys
@@ -29,39 +32,3 @@ def init_app(app: Flask) -> None:
     app.logger.handlers[:] = [handler]
     app.logger.setLevel(app.config["COFFER_LOG_LEVEL"])
     app.logger.propagate = False
-
-
-try:
-    from gunicorn.glogging import Logger as _GunicornLogger
-except ImportError:  # gunicorn is only needed to serve; the app imports without it
-    _GunicornLogger = object
-
-
-class GunicornLogger(_GunicornLogger):
-    """gunicorn's logger with one JSON line per request: request id, status and latency."""
-
-    def access(self, resp, req, environ, request_time):
-        if not self.access_log_enabled:
-            return
-        entry = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "level": "INFO",
-            "logger": "gunicorn.access",
-            "request_id": next((v for k, v in resp.headers if k.lower() == "x-request-id"), None),
-            "remote_addr": environ.get("REMOTE_ADDR"),
-            "method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("PATH_INFO"),
-            "status": _status_code(resp),
-            "bytes": resp.sent,
-            "duration_ms": round(request_time.total_seconds() * 1000, 2),
-            "user_agent": environ.get("HTTP_USER_AGENT"),
-        }
-        self.access_log.info(orjson.dumps(entry).decode())
-
-
-def _status_code(resp) -> int | None:
-    """gunicorn's own error path (Worker.handle_error) sets only `status`, e.g. "500 …"."""
-    code = getattr(resp, "status_code", None)
-    if code is None and resp.status:
-        code = int(str(resp.status).split(None, 1)[0])
-    return code

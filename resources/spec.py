@@ -1,35 +1,40 @@
 """The committed OpenAPI document, served as YAML and JSON."""
 
-import functools
 import os
 
 import orjson
-import yaml
 from flask import Flask, current_app
 from flask_restful import Resource
 
 SPEC_FILE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "openapi.yaml"
 )
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 
 
-@functools.cache
-def _documents(path: str) -> dict[str, bytes]:
-    """The file's bytes and their JSON form; parsed once per process."""
-    with open(path, "rb") as handle:
-        text = handle.read()
-    return {"yaml": text, "json": orjson.dumps(yaml.load(text, Loader=_Loader))}
+def _to_json(text: bytes) -> bytes:
+    # Imported and parsed on the first request for the JSON form, not at start-up: PyYAML and
+    # the parse leave a few MB behind in every worker, and most workers never serve it.
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
+    return orjson.dumps(yaml.load(text, Loader=loader))
 
 
 def load(app: Flask) -> None:
     """Read openapi.yaml at start-up; the routes serve these bytes as they are."""
-    app.extensions["coffer_openapi"] = _documents(SPEC_FILE)
+    with open(SPEC_FILE, "rb") as handle:
+        app.extensions["coffer_openapi"] = {"yaml": handle.read()}
+
+
+def _document(kind: str) -> bytes:
+    documents = current_app.extensions["coffer_openapi"]
+    if kind not in documents:
+        documents[kind] = _to_json(documents["yaml"])  # once per process
+    return documents[kind]
 
 
 def _serve(kind: str, mimetype: str):
-    body = current_app.extensions["coffer_openapi"][kind]
-    response = current_app.response_class(body, mimetype=mimetype)
+    response = current_app.response_class(_document(kind), mimetype=mimetype)
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 

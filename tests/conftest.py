@@ -57,7 +57,7 @@ def base_config(database_url: str, tmp_path) -> dict:
         "COFFER_SECRET_KEY": SECRET,
         "COFFER_RATE_LIMIT_AUTH": "10000/minute",
         "COFFER_RATE_LIMIT_API": "10000/minute",
-        # Cheap hashing keeps the suite fast; tests/test_passwords.py checks the real defaults.
+        # Cheap hashing keeps the suite fast; tests/test_argon2_params.py checks the defaults.
         "COFFER_ARGON2_TIME_COST": 1,
         "COFFER_ARGON2_MEMORY_KIB": 1024,
         "COFFER_ARGON2_PARALLELISM": 1,
