@@ -175,6 +175,10 @@ def add(field: str) -> str:
             conn.exec_driver_sql(_drop_sql(name, dialect))
         if status != READY:
             conn.exec_driver_sql(_create_sql(name, field, dialect))
+            if dialect.name == "postgresql":
+                # Statistics on the new expressions: without them PostgreSQL's planner guesses
+                # and can prefer sorting the whole collection to walking the index.
+                conn.exec_driver_sql("ANALYZE records")
         if previous not in (None, name):  # built for the sort terms of an older Coffer
             conn.exec_driver_sql(_drop_sql(previous, dialect))
     _declare(field, name)
