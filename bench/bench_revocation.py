@@ -6,12 +6,10 @@ and with the bare-Flask ceiling.
 Run on purpose: `.venv/bin/python bench/bench_revocation.py` (DATABASE_URL selects PostgreSQL).
 """
 
-import os
 import statistics
-import tempfile
 import time
 
-from bench_list import make_user  # a user with one live session (bench/ is on sys.path)
+from bench_list import database_url, drop_schema, make_user  # bench/ is on sys.path
 from ceiling import app as ceiling_app
 from flask_migrate import upgrade
 from inprocess import call, environ
@@ -35,7 +33,15 @@ def timed(fn) -> float:
 
 
 def main() -> None:
-    url = os.environ.get("DATABASE_URL") or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    url, schema = database_url()  # PostgreSQL: a schema of its own, dropped at the end
+    try:
+        measure(url)
+    finally:
+        if schema:
+            drop_schema(schema)
+
+
+def measure(url: str) -> None:
     app = create_app({"DATABASE_URL": url, "COFFER_RATE_LIMIT_API": "1000000/minute"})
     with app.app_context():
         upgrade()

@@ -257,8 +257,22 @@ def main() -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     print(f"machine: {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}")
-    for name, url in database_urls(args.db).items():
-        run(name, url, args)
+    urls = database_urls(args.db)
+    try:
+        for name, url in urls.items():
+            run(name, url, args)
+    finally:
+        if "postgres" in urls:
+            drop_schema(f"bench_{os.getpid()}")
+
+
+def drop_schema(schema: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
 
 
 if __name__ == "__main__":
