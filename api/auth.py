@@ -181,17 +181,6 @@ def _bearer_token() -> str | None:
     return token.strip()
 
 
-def token_claims() -> Mapping | None:
-    """The verified claims of this request's bearer token, or None; decoded once per request."""
-    if "token_claims" not in g:
-        token = _bearer_token()
-        try:
-            g.token_claims = decode_access_token(token) if token else None
-        except (jwt.PyJWTError, ValueError):
-            g.token_claims = None
-    return g.token_claims
-
-
 @dataclass(frozen=True, slots=True)
 class Caller:
     """The user behind a request's live session, as the auth check read it.
@@ -273,11 +262,13 @@ def authenticate(view):
             raise unauthorized(
                 "Tokens are accepted only in the Authorization header.", error="invalid_request"
             )
-        if _bearer_token() is None:
+        token = _bearer_token()
+        if token is None:
             raise unauthorized("Authentication is required.", error=None)
-        claims = token_claims()
-        if claims is None:
-            raise unauthorized("The access token is invalid or expired.")
+        try:
+            claims = decode_access_token(token)
+        except (jwt.PyJWTError, ValueError):
+            raise unauthorized("The access token is invalid or expired.") from None
         ratelimit.enforce_api_limit(claims["sub"])
         caller, refusal = _live_caller(claims, touch=True)
         if refusal:
