@@ -1,7 +1,6 @@
 """Data-key indexes (`flask data-index …`): sorts on a data key become index scans, with the same
 results as without the index; the commands' unhappy paths; `flask db check` stays clean."""
 
-import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +8,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from flask_migrate.cli import db as db_commands
+from sql_capture import captured_statements
 from sqlalchemy.dialects import postgresql
 from uuid6 import uuid7
 from werkzeug.datastructures import MultiDict
@@ -111,22 +111,6 @@ def walk(client, account, params) -> list[str]:
 
 
 # --- the plans ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def captured_statements(app):
-    statements = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append((statement, parameters))
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 def page(app, client, account, query: str) -> tuple[dict, tuple]:

@@ -1,12 +1,11 @@
 """Listing records: every filter operator and type rule, sorts, keyset pages, cursors, errors,
 and the cost of a page (one query, on the owner+collection indexes)."""
 
-import contextlib
 import functools
 import random
 
 import pytest
-from sqlalchemy import event
+from sql_capture import captured_statements
 
 from api.extensions import db
 
@@ -419,22 +418,6 @@ def test_limits_of_1_and_100_are_fine(client, user, limit):
 
 
 # --- the cost of a page ---------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def captured_statements(app):
-    statements = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append((statement, parameters))
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def list_statement(app, client, user, query) -> tuple:
