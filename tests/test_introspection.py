@@ -5,6 +5,7 @@ import uuid
 
 import jwt
 import pytest
+from hand_signed import claims_for, sign
 
 from api import signing
 from api.extensions import db
@@ -33,22 +34,7 @@ def answer(client, caller, token) -> dict:
 
 
 def hand_signed(app, account, **overrides) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": "coffer",
-        "aud": "coffer-api",
-        "sub": account.id,
-        "sid": account.session_id,
-        "role": "user",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 600,
-        "jti": uuid.uuid4().hex,
-        **overrides,
-    }
-    return jwt.encode(
-        claims, app.config["COFFER_SECRET_KEY"], algorithm="HS256", headers={"typ": "at+jwt"}
-    )
+    return sign(app, claims_for(app, account, **overrides))
 
 
 # --- live tokens ----------------------------------------------------------------------------
