@@ -8,7 +8,6 @@ from api import query
 from schemas.common import PageQuery, Timestamp
 
 MAX_NESTING = 64
-_INT64 = 2**63
 
 
 def content_problem(value: object) -> str | None:
@@ -31,7 +30,7 @@ def content_problem(value: object) -> str | None:
         elif isinstance(node, str) and "\x00" in node:
             return "Strings must not contain U+0000."
         elif isinstance(node, int | float) and not isinstance(node, bool):
-            if not -_INT64 <= node < _INT64:
+            if not query.in_int64(node):
                 return "Numbers must lie between -2^63 and 2^63."
     return None
 

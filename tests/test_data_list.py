@@ -185,7 +185,7 @@ def test_the_default_sort_is_newest_first(client, user):
 
 
 def _rank(value) -> tuple:
-    """The documented order of a data value, computed independently of api/query.py."""
+    """The documented order of a data value, computed independently of api/query/."""
     if isinstance(value, bool):
         return (2, int(value))
     if isinstance(value, int | float):

@@ -1,5 +1,5 @@
 """Property: for any records, filters and sort, walking the API's pages gives exactly what the
-documented rules give when computed in plain Python (api/query.py's docstring is the spec)."""
+documented rules give when computed in plain Python (docs/query-language.md is the spec)."""
 
 import functools
 import itertools

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from api import signing
+from api.signing.files import create_first_key
 
 ASYMMETRIC = ["EdDSA", "ES256", "RS256"]
 PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
@@ -169,7 +170,7 @@ def test_workers_starting_together_create_a_single_first_key(signed_app, algorit
     def start():
         barrier.wait()
         try:
-            signing._create_first_key(signed_app, directory, algorithm)
+            create_first_key(signed_app, directory, algorithm)
         except Exception as exc:  # pragma: no cover - reported below
             failures.append(exc)
 
