@@ -1,5 +1,6 @@
 """Users and sessions: the operations behind the users and sessions resources."""
 
+import logging
 import uuid
 from datetime import timedelta
 
@@ -7,6 +8,7 @@ from flask import current_app
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from api import ratelimit
 from api.auth import (
     child_refresh_token,
     hash_password,
@@ -16,6 +18,7 @@ from api.auth import (
     unauthorized,
     verify_password,
 )
+from api.email_address import normalise_email
 from api.errors import Problem
 from api.events import emit
 from api.extensions import db
@@ -23,9 +26,20 @@ from api.models import RefreshToken, Session, User, utcnow
 
 INVALID_CREDENTIALS = "The email or password is incorrect."
 INVALID_REFRESH_TOKEN = "The refresh token is invalid, expired or revoked."
+# The rate-limit counter of log-ins: per client IP, and per account as "log-in-account"
+# (api.ratelimit.auth_limit), which password confirmations share.
+LOG_IN = "log-in"
+_log = logging.getLogger(__name__)
 
 
 # --- users ----------------------------------------------------------------------------------
+
+
+class EmailTaken(Problem):
+    """The address belongs to another account (the unique constraint said so)."""
+
+    def __init__(self) -> None:
+        super().__init__(409, "This email address is already registered.")
 
 
 def _commit_unique_email() -> None:
@@ -33,7 +47,7 @@ def _commit_unique_email() -> None:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise Problem(409, "This email address is already registered.") from None
+        raise EmailTaken() from None
 
 
 def create_user(*, email: str, password: str, name: str | None = None, role: str = "user") -> User:
@@ -52,10 +66,11 @@ def get_user(user_id: uuid.UUID) -> User:
 
 
 def user_list(filters: dict):
-    """Users matching the admin list's filters (`email`, `role`, `is_active`)."""
+    """Users matching the admin list's filters (`email`, `role`, `is_active`), as
+    `user_list_query` loads them: the email already normalised."""
     stmt = db.select(User)
     if "email" in filters:
-        stmt = stmt.where(User.email == filters["email"].strip().lower())
+        stmt = stmt.where(User.email == filters["email"])
     if "role" in filters:
         stmt = stmt.where(User.role == filters["role"])
     if "is_active" in filters:
@@ -68,8 +83,16 @@ def find_user(email: str) -> User | None:
 
 
 def require_password(user: User, password: str | None, field: str) -> None:
-    """A confirmation of the user's own password; wrong or missing is 422 naming the field."""
-    if not password or not verify_password(user, password):
+    """A confirmation of the user's own password; wrong or missing is 422 naming the field.
+
+    Every attempt, right or wrong, counts under the account's log-in limit before the password
+    is checked (429 once it is spent): else a stolen access token would be an unlimited oracle
+    for the password, around the limit that log-in puts on guessing it.
+    """
+    if not password:
+        raise ValidationError({field: ["The password is incorrect."]})
+    ratelimit.enforce(ratelimit.counters().auth, f"{LOG_IN}-account", user.email)
+    if not verify_password(user, password):
         raise ValidationError({field: ["The password is incorrect."]})
 
 
@@ -113,20 +136,50 @@ def delete_user(user: User, *, by: uuid.UUID) -> None:
 
 
 def ensure_admin(email: str, password: str) -> User:
-    """Make sure this admin exists and is active; an existing password is left alone."""
-    email = email.strip().lower()
+    """The operator's explicit `create-admin`: create this admin, or promote and re-activate
+    the account of the address (its password is left alone). ValueError for a bad address or
+    a weak password."""
+    email = normalise_email(email)
     user = find_user(email)
     if user is None:
-        problems = password_problems(password, email)
-        if problems:
-            raise ValueError(f"the admin password is not acceptable: {' '.join(problems)}")
         try:
-            return create_user(email=email, password=password, role="admin")
-        except Problem:  # another worker created it at the same moment
+            return _create_admin(email, password)
+        except EmailTaken:  # created by someone else at the same moment
             user = find_user(email)
     if user.role != "admin" or not user.is_active:
         update_user(user, {"role": "admin", "is_active": True}, by=user.id)
     return user
+
+
+def bootstrap_admin(email: str, password: str) -> User | None:
+    """The first admin, from the start-up settings: created only while there is no admin at
+    all, active or not (API.md: Users). Returns it, or None when it created nobody.
+
+    It never promotes or re-activates an account: whoever registered the address after the
+    bootstrap admin was deleted or renamed would become admin at the next restart, and an
+    admin deactivated on purpose would come back. ValueError for a bad address or password.
+    """
+    email = normalise_email(email)
+    if db.session.execute(db.select(User.id).filter_by(role="admin").limit(1)).first():
+        return None
+    if find_user(email) is not None:
+        _log.warning(
+            "admin bootstrap: %s is an account that is not an admin and stays so; "
+            "promote it with `flask --app wsgi create-admin`",
+            email,
+        )
+        return None
+    try:
+        return _create_admin(email, password)
+    except EmailTaken:  # another instance, starting at the same moment, created it
+        return None
+
+
+def _create_admin(email: str, password: str) -> User:
+    problems = password_problems(password, email)
+    if problems:
+        raise ValueError(f"the admin password is not acceptable: {' '.join(problems)}")
+    return create_user(email=email, password=password, role="admin")
 
 
 # --- sessions -------------------------------------------------------------------------------

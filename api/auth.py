@@ -5,6 +5,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
@@ -21,11 +22,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app, g, request
 
 from api import database, ratelimit, signing
+from api.email_address import InvalidEmail, normalise_email
 from api.errors import Problem
 from api.models import Session, User, utcnow
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: tells access tokens apart from any other JWT
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "role", "iat", "nbf", "exp", "jti"]
+STRING_CLAIMS = ("sub", "sid", "role", "jti")  # `iss` and `aud` are PyJWT's to check
+TIME_CLAIMS = ("iat", "nbf", "exp")
 CLOCK_LEEWAY = 30  # seconds of clock skew tolerated on iat/nbf/exp
 VERIFIED_TOKENS = 1024  # access tokens whose verification each worker remembers
 MAX_PASSWORD_LENGTH = 256
@@ -51,11 +55,19 @@ def password_problems(password: str, email: str | None) -> list[str]:
         return [f"Must be at least {minimum} characters long."]
     if len(password) > MAX_PASSWORD_LENGTH:
         return [f"Must be at most {MAX_PASSWORD_LENGTH} characters long."]
-    if email and password.strip().lower() == email.strip().lower():
+    if email and _is_the_email(password, email):
         return ["Must not be the email address."]
     if password.lower() in COMMON_PASSWORDS:
         return ["Is too common; choose a less predictable password."]
     return []
+
+
+def _is_the_email(password: str, email: str) -> bool:
+    """Whether the password is the address in another spelling (case, spaces, full-width)."""
+    try:
+        return normalise_email(password) == normalise_email(email)
+    except InvalidEmail:  # a format character: no address reads like that
+        return False
 
 
 def hasher() -> PasswordHasher:
@@ -139,9 +151,31 @@ def _verify_access_token(token: str) -> Mapping:
     if decoded["header"].get("typ") != ACCESS_TOKEN_TYPE:
         raise jwt.InvalidTokenError("not an access token")
     claims = decoded["payload"]
+    _check_claim_types(claims)
     for name in ("sub", "sid"):
-        uuid.UUID(str(claims[name]))  # ValueError for a malformed id
+        uuid.UUID(claims[name])  # ValueError for a malformed id
     return MappingProxyType(claims)
+
+
+def _check_claim_types(claims: Mapping) -> None:
+    """Refuse claims of the wrong JSON type, which the code after this would trip over.
+
+    PyJWT checks some types but not all: it reads `exp`, `nbf` and `iat` through int(), so
+    "9999999999" or `true` pass, and it leaves `sid` and `role` alone.
+    """
+    for name in STRING_CLAIMS:
+        if not isinstance(claims[name], str):
+            raise jwt.InvalidTokenError(f"the {name} claim must be a string")
+    for name in TIME_CLAIMS:
+        if not _is_numeric_date(claims[name]):
+            raise jwt.InvalidTokenError(f"the {name} claim must be a number")
+
+
+def _is_numeric_date(value: object) -> bool:
+    """RFC 7519's NumericDate: a JSON number of seconds (bool is an int to Python, not here)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 # --- refresh tokens -------------------------------------------------------------------------
@@ -269,10 +303,12 @@ def authenticate(view):
             claims = decode_access_token(token)
         except (jwt.PyJWTError, ValueError):
             raise unauthorized("The access token is invalid or expired.") from None
-        ratelimit.enforce_api_limit(claims["sub"])
         caller, refusal = _live_caller(claims, touch=True)
         if refusal:
             raise unauthorized(refusal)
+        # Counted only once the session is known to be live: a revoked or stolen token must
+        # not spend its user's limit and lock the user out (API.md: Sessions).
+        ratelimit.enforce_api_limit(claims["sub"])
         g.caller = caller
         return view(*args, **kwargs)
 

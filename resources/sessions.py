@@ -5,8 +5,9 @@ from flask_restful import Resource
 
 from api import accounts
 from api.auth import authenticate, issue_access_token
+from api.email_address import InvalidEmail, normalise_email
 from api.models import Session, User
-from api.pagination import newest_first, page
+from api.pagination import list_binding, newest_first, page
 from api.ratelimit import auth_limit
 from api.web import client_ip, load_body, load_query
 from schemas.sessions import (
@@ -24,7 +25,12 @@ def attempted_account() -> str | None:
     """The account a log-in attempt names (its normalised email), for the per-account limit."""
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
-    return email.strip().lower() if isinstance(email, str) else None
+    if not isinstance(email, str):
+        return None
+    try:
+        return normalise_email(email)
+    except InvalidEmail:  # refused with 422 by the schema, before any password is checked
+        return None
 
 
 def tokens(user: User, session: Session, refresh_token: str) -> dict:
@@ -47,7 +53,7 @@ class SessionList(Resource):
     method_decorators = {
         "get": [authenticate],
         "delete": [authenticate],
-        "post": [auth_limit("log-in", account=attempted_account)],
+        "post": [auth_limit(accounts.LOG_IN, account=attempted_account)],
     }
 
     def post(self):
@@ -68,7 +74,7 @@ class SessionList(Resource):
         sessions, next_cursor = newest_first(
             accounts.active_sessions(g.caller.id),
             Session.id,
-            kind="sessions",
+            binding=list_binding("sessions", g.caller.id),
             limit=query["limit"],
             cursor=query["cursor"],
         )

@@ -1,21 +1,16 @@
 """Session schemas: log-in and refresh requests, sessions and token responses."""
 
 from flask import g
-from marshmallow import Schema, fields, pre_load, validate
+from marshmallow import Schema, fields, validate
 
 from schemas.common import PageQuery, Timestamp
+from schemas.users import EmailLookup
 
 
 class LoginRequest(Schema):
-    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    email = EmailLookup(required=True, validate=validate.Length(min=1, max=320))
     password = fields.String(required=True, load_only=True, validate=validate.Length(max=4096))
     device_name = fields.String(allow_none=True, validate=validate.Length(max=100))
-
-    @pre_load
-    def normalise(self, data, **kwargs):
-        if isinstance(data, dict) and isinstance(data.get("email"), str):
-            data = {**data, "email": data["email"].strip().lower()}
-        return data
 
 
 class RefreshRequest(Schema):

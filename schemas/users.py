@@ -1,8 +1,9 @@
 """User schemas: what clients may send (UserCreate, …) and what they get back (UserPublic)."""
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from api.auth import password_problems
+from api.email_address import InvalidEmail, normalise_email
 from api.models import ROLES
 from schemas.common import PageQuery, QueryBoolean, StrictBoolean, Timestamp
 
@@ -22,10 +23,23 @@ _new_password = {
 }
 
 
-def _normalise_email(data):
-    if isinstance(data, dict) and isinstance(data.get("email"), str):
-        data = {**data, "email": data["email"].strip().lower()}
-    return data
+class _Normalised:
+    """Loads an e-mail address in the one form accounts are stored and looked up in."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return normalise_email(text)
+        except InvalidEmail as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class EmailAddress(_Normalised, fields.Email):
+    """An address to store: normalised, then validated as an address."""
+
+
+class EmailLookup(_Normalised, fields.String):
+    """An address to look an account up by (log-in, filters): normalised, else any string."""
 
 
 class UserPublic(Schema):
@@ -39,13 +53,9 @@ class UserPublic(Schema):
 
 
 class UserCreate(Schema):
-    email = fields.Email(required=True, **_email)
+    email = EmailAddress(required=True, **_email)
     password = fields.String(**_new_password)
     name = fields.String(**_name)
-
-    @pre_load
-    def normalise(self, data, **kwargs):
-        return _normalise_email(data)
 
     @validates_schema
     def password_policy(self, data, **kwargs):
@@ -56,23 +66,15 @@ class UserCreate(Schema):
 
 class UserSelfUpdate(Schema):
     name = fields.String(**_name)
-    email = fields.Email(**_email)
+    email = EmailAddress(**_email)
     current_password = fields.String(load_only=True, validate=validate.Length(max=4096))
-
-    @pre_load
-    def normalise(self, data, **kwargs):
-        return _normalise_email(data)
 
 
 class UserAdminUpdate(Schema):
     name = fields.String(**_name)
-    email = fields.Email(**_email)
+    email = EmailAddress(**_email)
     role = fields.String(validate=validate.OneOf(ROLES))
     is_active = StrictBoolean()
-
-    @pre_load
-    def normalise(self, data, **kwargs):
-        return _normalise_email(data)
 
 
 class PasswordChange(Schema):
@@ -85,7 +87,7 @@ class PasswordConfirmation(Schema):
 
 
 class UserListQuery(PageQuery):
-    email = fields.String(validate=validate.Length(min=1, max=320))
+    email = EmailLookup(validate=validate.Length(min=1, max=320))
     role = fields.String(validate=validate.OneOf(ROLES))
     is_active = QueryBoolean()
 
