@@ -1,6 +1,5 @@
 """Opaque, signed cursors and the page envelope shared by every list."""
 
-import base64
 import hashlib
 import hmac
 import uuid
@@ -11,23 +10,25 @@ from flask import Flask, current_app, request
 
 from api.errors import Problem
 from api.extensions import db
+from api.keys import b64url_decode, b64url_encode, derive_key
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 _MAC_BYTES = 16
+_PAGE_ARGS = frozenset({"limit", "cursor"})
 
 
 def encode_cursor(payload: object) -> str:
     """Sign `payload` (any JSON value) into an opaque, URL-safe cursor."""
     body = orjson.dumps(payload)
     mac = hmac.new(current_app.extensions["coffer_cursor_key"], body, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac[:_MAC_BYTES] + body).rstrip(b"=").decode()
+    return b64url_encode(mac[:_MAC_BYTES] + body)
 
 
 def decode_cursor(cursor: str) -> object:
     """The payload of a cursor made by `encode_cursor`; 400 when it was altered or forged."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        raw = b64url_decode(cursor)
     except (ValueError, TypeError):
         raise Problem(400, "The cursor is malformed.") from None
     mac, body = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
@@ -37,12 +38,29 @@ def decode_cursor(cursor: str) -> object:
     return orjson.loads(body)
 
 
-def newest_first(stmt, id_column, *, kind: str, limit: int, cursor: str | None):
-    """One keyset page of `stmt`, newest first by a time-ordered (UUIDv7) id column."""
+def list_binding(kind: str, *parts: object) -> str:
+    """What a list's cursor is bound to: the list, its reader and its filters, as a digest.
+
+    A cursor replayed by another caller or with other filters is 400, never a page of a list
+    that the cursor was not made for. A dict part is a page query: its own `limit` and
+    `cursor` are left out, so that a client may change the page size between pages.
+    """
+    parts = tuple(
+        {k: v for k, v in part.items() if k not in _PAGE_ARGS} if isinstance(part, dict) else part
+        for part in parts
+    )
+    encoded = orjson.dumps([kind, *parts], default=str, option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha256(encoded).digest()
+    return b64url_encode(digest[:12])
+
+
+def newest_first(stmt, id_column, *, binding: str, limit: int, cursor: str | None):
+    """One keyset page of `stmt`, newest first by a time-ordered (UUIDv7) id column;
+    `binding` (from `list_binding`) ties its cursors to this list, reader and filters."""
     if cursor:
         payload = decode_cursor(cursor)
-        if not isinstance(payload, dict) or payload.get("k") != kind:
-            raise Problem(400, "The cursor belongs to another list.")
+        if not isinstance(payload, dict) or payload.get("k") != binding:
+            raise Problem(400, "The cursor belongs to another list, reader or filter.")
         try:
             stmt = stmt.where(id_column < uuid.UUID(str(payload.get("before"))))
         except ValueError:
@@ -51,21 +69,25 @@ def newest_first(stmt, id_column, *, kind: str, limit: int, cursor: str | None):
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = encode_cursor({"k": kind, "before": str(rows[-1].id)})
+        next_cursor = encode_cursor({"k": binding, "before": str(rows[-1].id)})
     return rows, next_cursor
 
 
 def page(items: list, next_cursor: str | None) -> tuple[dict, int, dict]:
-    """The list envelope, with a `Link: rel="next"` header when there is a next page."""
+    """The list envelope, with a `Link: rel="next"` header when there is a next page.
+
+    The link is a relative reference (RFC 8288 resolves it against the request's URL), so
+    that a forged `Host` header never reaches a response.
+    """
     headers = {}
     if next_cursor:
         query = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
         query.append(("cursor", next_cursor))
-        headers["Link"] = f'<{request.base_url}?{urlencode(query)}>; rel="next"'
+        headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
     return {"items": items, "next_cursor": next_cursor}, 200, headers
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["coffer_cursor_key"] = hmac.new(
-        app.config["COFFER_SECRET_KEY"].encode(), b"coffer cursor v1", hashlib.sha256
-    ).digest()
+    app.extensions["coffer_cursor_key"] = derive_key(
+        app.config["COFFER_SECRET_KEY"], "coffer cursor v1"
+    )

@@ -9,7 +9,7 @@ from api.auth import authenticate, require_role
 from api.errors import Problem
 from api.extensions import db
 from api.models import SecurityEvent, User
-from api.pagination import newest_first, page
+from api.pagination import list_binding, newest_first, page
 from api.web import load_query
 from schemas.events import event_list_query, events_public
 
@@ -19,7 +19,7 @@ def _events_page(user_id: uuid.UUID):
     events, next_cursor = newest_first(
         db.select(SecurityEvent).where(SecurityEvent.user_id == user_id),
         SecurityEvent.id,
-        kind=f"events:{user_id}",
+        binding=list_binding("events", user_id),
         limit=query["limit"],
         cursor=query["cursor"],
     )

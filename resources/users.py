@@ -8,7 +8,7 @@ from api.auth import authenticate, require_role
 from api.errors import Problem
 from api.idempotency import idempotent
 from api.models import User
-from api.pagination import newest_first, page
+from api.pagination import list_binding, newest_first, page
 from api.ratelimit import auth_limit
 from api.web import V1, load_body, load_query
 from schemas.users import (
@@ -43,7 +43,7 @@ class UserList(Resource):
         users, next_cursor = newest_first(
             accounts.user_list(query),
             User.id,
-            kind="users",
+            binding=list_binding("users", g.caller.id, query),
             limit=query["limit"],
             cursor=query["cursor"],
         )

@@ -44,13 +44,27 @@ class QueryBoolean(fields.Boolean):
     falsy = {"false", "0"}
 
 
+class Cursor(fields.String):
+    """An opaque cursor from `next_cursor`: empty or over-long is malformed (400), not out of
+    range, since no client that follows `next_cursor` sends one."""
+
+    default_error_messages = {"invalid": "The cursor is malformed."}
+    max_length = 2048
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if not 0 < len(value) <= self.max_length:
+            raise self.make_error("invalid")
+        return value
+
+
 class PageQuery(Schema):
     """`?limit=` (1-100, default 20) and `?cursor=` of every list."""
 
     limit = fields.Integer(
         load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT), strict=False
     )
-    cursor = fields.String(load_default=None, validate=validate.Length(min=1, max=2048))
+    cursor = Cursor(load_default=None, metadata={"minLength": 1, "maxLength": Cursor.max_length})
 
 
 class ProblemSchema(Schema):
