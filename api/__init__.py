@@ -1,6 +1,7 @@
 """Coffer: a JSON REST backend with users, JWT sessions and owner-scoped JSON records."""
 
 import os
+import re
 from collections.abc import Mapping
 
 import redis
@@ -67,7 +68,6 @@ def create_app(config: Mapping | None = None) -> Flask:
 
     resources.init_app(app)
     cli.init_app(app)
-    cli.bootstrap_admin(app)
     return app
 
 
@@ -79,9 +79,35 @@ def _init_redis(app: Flask) -> None:
         )
 
 
+# An allowed origin: scheme://host[:port], where the whole leftmost label may be `*`.
+_ORIGIN = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<wild>\*\.)?(?P<host>[a-z0-9.-]+(:\d+)?)")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+
+
+def cors_origins(entries: list[str]) -> list[str | re.Pattern]:
+    """COFFER_CORS_ORIGINS as flask-cors matches them: `*`, exact origins, and
+    `https://*.example.org` as a pattern that matches one label in place of the `*`."""
+    origins: list[str | re.Pattern] = []
+    for entry in entries:
+        match = _ORIGIN.fullmatch(entry.lower())
+        if entry == "*":
+            origins.append(entry)
+        elif match is None:
+            raise RuntimeError(
+                f"COFFER_CORS_ORIGINS: {entry!r} is not an origin (scheme://host[:port], "
+                "optionally with `*` as the whole first label: https://*.example.org)"
+            )
+        elif match["wild"]:
+            host = re.escape(match["host"])
+            origins.append(re.compile(rf"{match['scheme']}://{_LABEL}\.{host}\Z", re.IGNORECASE))
+        else:
+            origins.append(entry.lower())
+    return origins
+
+
 def _init_cors(app: Flask) -> None:
     options = {
-        "origins": app.config["COFFER_CORS_ORIGINS"],
+        "origins": cors_origins(app.config["COFFER_CORS_ORIGINS"]),
         "allow_headers": CORS_ALLOW_HEADERS,
         "expose_headers": CORS_EXPOSE_HEADERS,
         "methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

@@ -133,3 +133,29 @@ def test_a_spoofed_x_forwarded_for_does_not_dodge_the_log_in_limit(make_app):
         for i in range(3)
     ]
     assert statuses == [401, 401, 429]
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://app.example.org", True),
+        ("https://APP.example.org", True),
+        ("https://a.b.example.org", False),  # the `*` stands for one label
+        ("https://example.org", False),
+        ("http://app.example.org", False),
+        ("https://app.example.org.evil.test", False),
+        ("https://exact.example", True),
+    ],
+)
+def test_a_wildcard_cors_origin_matches_one_label(make_app, origin, allowed):
+    app = make_app(COFFER_CORS_ORIGINS=["https://*.example.org", "https://exact.example"])
+    response = _preflight(app.test_client(), origin)
+    assert response.headers.get("Access-Control-Allow-Origin") == (origin if allowed else None)
+
+
+@pytest.mark.parametrize(
+    "entry", ["https://foo*.example.org", "https://*.*.example.org", "example.org", "https://a/"]
+)
+def test_a_cors_origin_coffer_cannot_match_is_refused_at_start_up(make_app, entry):
+    with pytest.raises(RuntimeError, match="COFFER_CORS_ORIGINS"):
+        make_app(COFFER_CORS_ORIGINS=[entry])
