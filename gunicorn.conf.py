@@ -4,10 +4,15 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import uuid
 from datetime import UTC, datetime
+from http import HTTPStatus
 
 import orjson
+from gunicorn import util
 from gunicorn.glogging import Logger
+from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.sync import SyncWorker
 
 bind = os.environ.get("COFFER_BIND", "127.0.0.1:8000")
 # Sync workers: CPU-bound argon2 and short database calls; two per core plus one.
@@ -19,8 +24,11 @@ keepalive = 5
 # Recycle workers now and then (jittered so that they never all restart at once).
 max_requests = 10000
 max_requests_jitter = 1000
-# Coffer answers over-long URLs itself (414 problem+json); gunicorn's limit would send HTML.
-limit_request_line = 0
+# gunicorn stops reading at these limits, so an over-long request line or header costs no more
+# than a short one; ProblemErrors below answers them 414 and 431 in problem+json.
+limit_request_line = 8190  # gunicorn's maximum (and api/web.py's MAX_URI_BYTES)
+limit_request_fields = 100  # gunicorn's defaults, written out
+limit_request_field_size = 8190
 accesslog = "-"
 errorlog = "-"
 # Workers heartbeat through a temporary file; on a container's overlay filesystem those writes
@@ -39,7 +47,17 @@ def on_starting(server):
     """Once, in the master, before any worker forks."""
     _fixed_mmap_threshold()
     if getattr(server.app, "app_uri", None) == COFFER_APP:
+        _bootstrap_admin()
         _import_coffer()
+
+
+def _bootstrap_admin():
+    """The first admin (API.md: Users), here so that it runs once per start of the service
+    rather than in every worker. Before _import_coffer: its gc.collect() then frees the app
+    built for it, whose database connections api.cli has closed already."""
+    from api.cli import bootstrap_at_start
+
+    bootstrap_at_start()
 
 
 def _import_coffer():
@@ -112,3 +130,90 @@ def status_code(resp) -> int | None:
 
 
 logger_class = JsonAccessLogger
+
+# RFC 9110's names where Python's HTTPStatus still has the older ones (as in api/errors.py).
+_TITLES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
+
+
+class ProblemErrors:
+    """Worker mixin: what gunicorn refuses itself is RFC 9457 problem+json, never its HTML page.
+
+    gunicorn's own handle_error still classifies the error, logs it and writes the access line,
+    but writes its page to a stand-in socket; the client gets the status of that page with the
+    body of api/errors.py's `problem`, built here because the master must not import Flask.
+    """
+
+    def handle_error(self, req, client, addr, exc):
+        page = _CapturedPage()
+        super().handle_error(req, page, addr, exc)
+        status = page.status()
+        try:
+            util.write_nonblock(client, _problem_response(status, _detail(self.cfg, status, exc)))
+        except Exception:
+            self.log.debug("Failed to send error message.")
+
+
+class ProblemSyncWorker(ProblemErrors, SyncWorker):
+    """gunicorn's sync worker, answering its own errors in problem+json."""
+
+
+class ProblemThreadWorker(ProblemErrors, ThreadWorker):
+    """gunicorn's gthread worker, answering its own errors in problem+json."""
+
+
+class _CapturedPage:
+    """Stands in for the client socket while gunicorn writes its error page (util.write_error)."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def gettimeout(self) -> float:
+        return 0.0  # non-blocking already: util.write_nonblock just calls sendall
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+    def status(self) -> int:
+        """From "HTTP/1.1 414 URI Too Long"; a page that was never written counts as a crash."""
+        parts = self.data.split(b" ", 2)
+        return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 500
+
+
+def _detail(cfg, status: int, exc: BaseException) -> str:
+    if status == 414:
+        return f"The request line is longer than {cfg.limit_request_line} bytes."
+    if status == 431:
+        fields, size = cfg.limit_request_fields, cfg.limit_request_field_size
+        return f"The request has more than {fields} header fields or one over {size} bytes."
+    if status == 500:
+        return "An unexpected error occurred."  # never the exception: it may hold internals
+    return str(exc) or HTTPStatus(status).description  # gunicorn's word on what is malformed
+
+
+def _problem_response(status: int, detail: str) -> bytes:
+    """A whole HTTP response carrying api/errors.py's problem body; it closes the connection."""
+    title = _TITLES.get(status) or HTTPStatus(status).phrase
+    request_id = uuid.uuid4().hex  # no app, no request id yet: a fresh one, as the app makes
+    problem = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "request_id": request_id,
+    }
+    body = orjson.dumps(problem, option=orjson.OPT_APPEND_NEWLINE)
+    head = (
+        f"HTTP/1.1 {status} {title}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/problem+json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Request-ID: {request_id}\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        "Cache-Control: no-store\r\n"
+        "\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+# A class is used as given: gunicorn switches "sync" to gthread when threads > 1, not a class.
+worker_class = ProblemThreadWorker if threads > 1 else ProblemSyncWorker

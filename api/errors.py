@@ -8,7 +8,7 @@ from flask import Flask, Response, current_app, g
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 PROBLEM_JSON = "application/problem+json"
 # RFC 9110's names where Python's HTTPStatus still has the older ones.
@@ -52,7 +52,8 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
-    response = current_app.response_class(orjson.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    content = orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
+    response = current_app.response_class(content, status=status, mimetype=PROBLEM_JSON)
     if headers:
         response.headers.extend(headers)
     return response
@@ -65,6 +66,12 @@ def _from_problem(exc: Problem) -> Response:
 def _from_http(exc: HTTPException) -> Response:
     headers = {k: v for k, v in exc.get_headers() if k.lower() in _KEPT_HEADERS}
     return problem(exc.code or 500, exc.description, headers=headers)
+
+
+def _from_too_large(exc: RequestEntityTooLarge) -> Response:
+    # Werkzeug's own sentence names no limit; a client needs the number to split its request.
+    limit = current_app.config["COFFER_MAX_BODY_BYTES"]
+    return problem(413, f"The request body is larger than {limit} bytes (COFFER_MAX_BODY_BYTES).")
 
 
 def _from_validation(exc: ValidationError) -> Response:
@@ -90,6 +97,7 @@ def _from_crash(exc: Exception) -> Response:
 def init_app(app: Flask) -> None:
     app.register_error_handler(Problem, _from_problem)
     app.register_error_handler(HTTPException, _from_http)
+    app.register_error_handler(RequestEntityTooLarge, _from_too_large)
     app.register_error_handler(ValidationError, _from_validation)
     app.register_error_handler(IntegrityError, _from_integrity)
     for exc_type in (OperationalError, InterfaceError, PoolTimeoutError):

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from api.errors import Problem
 from api.extensions import db
 from api.models import IdempotencyKey, utcnow
-from api.web import client_ip, json_response
+from api.web import client_ip, json_response, request_body
 
 RETENTION = timedelta(hours=24)
 # A claim this old without a response belongs to a request that died; it may be taken over.
@@ -36,7 +36,7 @@ def _fingerprint() -> bytes:
     digest = hashlib.sha256()
     for part in (request.method, request.path, request.query_string.decode()):
         digest.update(part.encode() + b"\0")
-    digest.update(request.get_data(cache=True))
+    digest.update(request_body())
     return digest.digest()
 
 

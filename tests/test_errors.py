@@ -1,6 +1,7 @@
 """Errors in production mode (TESTING off): every layer answers RFC 9457 problem+json, and the
 app refuses to start with a weak signing key."""
 
+import io
 import os
 import stat
 import time
@@ -9,6 +10,7 @@ import uuid
 import flask
 import jwt
 import pytest
+from sql_capture import captured_statements
 
 import api.accounts
 
@@ -116,10 +118,56 @@ def test_every_body_route_refuses_bad_bodies(client, accounts, method, path):
     assert_problem(send(path, data="[1, 2]", content_type="application/json", headers=headers), 422)
 
 
-def test_body_over_the_limit_is_413(production):
+TOO_LARGE = "The request body is larger than 1024 bytes (COFFER_MAX_BODY_BYTES)."
+
+
+def test_body_over_the_limit_is_413_naming_the_limit(production):
     client = production(COFFER_MAX_BODY_BYTES=1024).test_client()
     body = {"email": "ada@example.com", "password": PASSWORD, "name": "x" * 4096}
-    assert_problem(client.post(USERS, json=body), 413)
+    assert assert_problem(client.post(USERS, json=body), 413)["detail"] == TOO_LARGE
+
+
+def post_chunked(client, path: str, body: bytes, headers: dict):
+    """POST without Content-Length, as a server passes on a chunked body (a terminated stream)."""
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked", **headers},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+@pytest.mark.parametrize("key", [None, "chunked-1"], ids=["plain", "idempotent"])
+def test_a_chunked_body_over_the_limit_is_413_and_stores_nothing(production, accounts, key):
+    app = production(COFFER_MAX_BODY_BYTES=1024)
+    client = app.test_client()
+    headers = {**accounts.create().headers, **({"Idempotency-Key": key} if key else {})}
+    things = f"{API}/data/things"
+    body = b'{"data": {"x": 1}}'  # still valid JSON when cut at the limit
+    with captured_statements(app) as statements:
+        response = post_chunked(client, things, body + b" " * 1024, headers)
+    assert assert_problem(response, 413)["detail"] == TOO_LARGE
+    # Refused before anything is written: the Idempotency-Key is not even claimed.
+    writes = ("INSERT INTO records", "INSERT INTO idempotency_keys")
+    assert not [sql for sql, _ in statements if sql.startswith(writes)]
+    assert client.get(things, headers=headers).get_json()["items"] == []
+    at_the_limit = post_chunked(client, things, body + b" " * (1024 - len(body)), headers)
+    assert at_the_limit.status_code == 201
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"ada@example.com"', "3", "null"])
+def test_a_body_that_is_not_a_json_object_is_422_saying_so(client, body):
+    response = client.post(USERS, data=body, content_type="application/json")
+    problem = assert_problem(response, 422)
+    assert problem["detail"] == "The request body must be a JSON object."
+    assert problem["errors"] == {"_schema": ["The request body must be a JSON object."]}
+
+
+@pytest.mark.parametrize("path", ["/healthz", f"{API}/nope"])
+def test_json_bodies_end_with_a_newline(client, path):
+    body = client.get(path).get_data()
+    assert body.endswith(b"}\n") and body.count(b"\n") == 1
 
 
 def test_validation_error_is_422_with_errors(client):

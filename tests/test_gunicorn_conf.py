@@ -1,16 +1,28 @@
-"""gunicorn.conf.py: the JSON access log, and what the master and the workers import."""
+"""gunicorn.conf.py: the JSON access log, what the master and the workers import, and the
+problem+json answers of the worker class to what gunicorn refuses itself."""
 
 import os
 import runpy
+import socket
 import subprocess
 import sys
 import types
 from datetime import timedelta
+from http import HTTPStatus
 from pathlib import Path
 
 import orjson
 import pytest
 from gunicorn.config import Config
+from gunicorn.glogging import Logger
+from gunicorn.http.errors import (
+    InvalidRequestLine,
+    LimitRequestHeaders,
+    LimitRequestLine,
+    UnsupportedTransferCoding,
+)
+from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.sync import SyncWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = str(ROOT / "gunicorn.conf.py")
@@ -38,6 +50,12 @@ def _master_imports(app_uri: str) -> str:
         "conf['on_starting'](server)\n"
         "print(' '.join(m for m in ('api', 'resources', 'wsgi') if m in sys.modules))\n"
     )
+
+
+def test_the_settings_import_no_flask():
+    """The worker class lives in the settings, and the master that loads them stays light."""
+    code = f"import runpy, sys\nrunpy.run_path({CONF!r})\nprint('flask' in sys.modules)"
+    assert _python(code) == "False"
 
 
 def test_the_master_imports_coffer_code_but_builds_no_app():
@@ -103,3 +121,63 @@ def test_access_log_reads_the_status_of_gunicorns_own_error_responses(access_lin
     entry = access_lines(resp)
     assert entry["status"] == 500
     assert entry["request_id"] is None
+
+
+# --- what gunicorn refuses itself -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads, base", [("1", SyncWorker), ("4", ThreadWorker)])
+def test_the_worker_class_follows_coffer_threads(monkeypatch, threads, base):
+    monkeypatch.setenv("COFFER_THREADS", threads)
+    conf = runpy.run_path(CONF)
+    assert issubclass(conf["worker_class"], conf["ProblemErrors"])
+    assert issubclass(conf["worker_class"], base)
+
+
+def _refusal(worker_class_name: str, exc: BaseException) -> tuple[str, dict, bytes]:
+    """What a worker of the settings' class writes for `exc`: status line, headers, body."""
+    conf = runpy.run_path(CONF)
+    config = Config()
+    for name in ("limit_request_line", "limit_request_fields", "limit_request_field_size"):
+        config.set(name, conf[name])
+    worker = object.__new__(conf[worker_class_name])  # no process, no sockets: just the method
+    worker.cfg, worker.log = config, Logger(config)
+    server, client = socket.socketpair()
+    with server, client:
+        worker.handle_error(None, server, ("203.0.113.9", 40000), exc)
+        server.shutdown(socket.SHUT_WR)
+        received = b"".join(iter(lambda: client.recv(65536), b""))
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return status_line, headers, body
+
+
+@pytest.mark.parametrize("worker_class_name", ["ProblemSyncWorker", "ProblemThreadWorker"])
+@pytest.mark.parametrize(
+    "exc, status, title, detail",
+    [
+        (LimitRequestLine(9000, 8190), 414, "URI Too Long", "longer than 8190 bytes"),
+        (LimitRequestHeaders("limit request headers fields"), 431, None, "100 header fields"),
+        (InvalidRequestLine("GARBAGE"), 400, "Bad Request", "GARBAGE"),
+        (UnsupportedTransferCoding("gzip"), 501, "Not Implemented", "gzip"),
+        (RuntimeError("secret internals"), 500, None, "An unexpected error occurred."),
+    ],
+    ids=["request-line", "headers", "malformed", "transfer-coding", "crash"],
+)
+def test_gunicorns_own_errors_are_problem_json(worker_class_name, exc, status, title, detail):
+    title = title or HTTPStatus(status).phrase
+    status_line, headers, body = _refusal(worker_class_name, exc)
+    assert status_line == f"HTTP/1.1 {status} {title}"
+    assert headers["Content-Type"] == "application/problem+json"
+    assert headers["Content-Length"] == str(len(body)) and body.endswith(b"}\n")
+    assert (headers["Connection"], headers["X-Content-Type-Options"]) == ("close", "nosniff")
+    problem = orjson.loads(body)
+    assert detail in problem.pop("detail")
+    assert problem == {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "request_id": headers["X-Request-ID"],
+    }
+    assert b"secret" not in body and len(headers["X-Request-ID"]) == 32
