@@ -1,5 +1,6 @@
 """Rate limits: sliding-window counters kept by the `limits` library, in Redis when REDIS_URL
-is set (shared by every worker and host), else in the worker's memory.
+is set (shared by every worker and host), else in a file shared by every worker of the
+instance (api/counters.py).
 
 - Registration, log-in and refresh: COFFER_RATE_LIMIT_AUTH per client IP, each route on its
   own counter, and log-in also per account (the `auth_limit` decorator).
@@ -7,8 +8,10 @@ is set (shared by every worker and host), else in the worker's memory.
   api.auth.authenticate as soon as the token is verified, before the database is asked.
 
 A limited response carries X-RateLimit-Limit, -Remaining and -Reset (of its tightest limit);
-a refusal is 429 with Retry-After. When Redis fails, each worker counts in memory and tries
-Redis again after a growing back-off (1 s, doubling up to 32 s).
+a refusal is 429 with Retry-After. A storage that fails is passed over for a growing back-off
+(1 s, doubling up to 32 s) in favour of the next one: Redis, then the instance's file, then,
+should the file fail too (a read-only or full disk), the worker's memory. A request never
+fails because of its counters.
 
 The limits are parsed once per app. Calling `limits` directly costs a fraction of what a
 per-request extension hook did (bench/README.md).
@@ -23,13 +26,16 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, g
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
+from sqlalchemy.engine import make_url
 
+from api.counters import SQLiteStorage, counters_path
+from api.database import database_url
 from api.errors import Problem
 from api.web import client_ip
 
-MAX_BACKOFF = 32  # seconds between attempts to reach a failed Redis
+MAX_BACKOFF = 32  # seconds between attempts to use a failed storage
 SWEEP_INTERVAL = 5.0  # seconds between sweeps of expired in-memory counters
 _log = logging.getLogger(__name__)
 
@@ -66,41 +72,70 @@ class Window:
     reset: float  # Unix time at which the window has room again
 
 
+class Tier:
+    """One storage of the fallback chain, and when to try it again after it failed."""
+
+    def __init__(self, name: str, storage: Storage) -> None:
+        self.name = name
+        self.strategy = SlidingWindowCounterRateLimiter(storage)
+        self.down_until = 0.0  # time.monotonic() before which it is passed over
+        self.backoff = 1
+
+    @property
+    def storage(self) -> Storage:
+        return self.strategy.storage
+
+    def count(self, limit: RateLimitItem, identifiers: tuple[str, ...]) -> Window:
+        allowed = self.strategy.hit(limit, *identifiers)
+        reset, remaining = self.strategy.get_window_stats(limit, *identifiers)
+        self.backoff = 1
+        return Window(limit, allowed, remaining, reset)
+
+    def failed(self, error: Exception) -> None:
+        _log.warning(
+            "rate-limit storage %s failed (%r); the next one counts for %s s",
+            self.name,
+            error,
+            self.backoff,
+        )
+        self.down_until = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+
+
 class Counters:
-    """One app's limits and storage, with an in-memory fallback for when Redis fails."""
+    """One app's limits and its storages, the first that works counting each request."""
 
     def __init__(self, app: Flask) -> None:
-        url = app.config.get("REDIS_URL")
-        self.local = SlidingWindowCounterRateLimiter(_SweptMemoryStorage())
-        self.shared = self.local
-        if url:
-            storage = storage_from_string(url, socket_connect_timeout=1, socket_timeout=1)
-            self.shared = SlidingWindowCounterRateLimiter(storage)
         self.prefix = app.config.get("COFFER_RATE_LIMIT_PREFIX", "coffer")
         self.auth = parse(app.config["COFFER_RATE_LIMIT_AUTH"])
         self.api = parse(app.config["COFFER_RATE_LIMIT_API"])
-        self._shared_down_until = 0.0
-        self._backoff = 1
+        self.tiers = [
+            Tier("the instance's file", SQLiteStorage(functools.partial(_counters_path, app))),
+            Tier("this process's memory", _SweptMemoryStorage()),
+        ]
+        if url := app.config.get("REDIS_URL"):
+            storage = storage_from_string(url, socket_connect_timeout=1, socket_timeout=1)
+            self.tiers.insert(0, Tier("Redis", storage))
 
     def hit(self, limit: RateLimitItem, scope: str, key: str) -> Window:
-        """Count one request against `scope`/`key`; Redis errors switch to local counters."""
-        use_shared = self.shared is not self.local and time.monotonic() >= self._shared_down_until
-        strategy = self.shared if use_shared else self.local
-        try:
-            allowed = strategy.hit(limit, self.prefix, scope, key)
-            reset, remaining = strategy.get_window_stats(limit, self.prefix, scope, key)
-        except Exception:  # any storage failure: the request must not fail because of it
-            if strategy is self.local:
-                raise
-            _log.warning(
-                "rate-limit storage unreachable; counting in this process for %ss", self._backoff
-            )
-            self._shared_down_until = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-            return self.hit(limit, scope, key)
-        if use_shared:
-            self._backoff = 1
-        return Window(limit, allowed, remaining, reset)
+        """Count one request against `scope`/`key` in the first storage that is not down."""
+        identifiers = (self.prefix, scope, key)
+        now = time.monotonic()
+        *fallible, last_resort = self.tiers
+        for tier in fallible:
+            if now >= tier.down_until:
+                try:
+                    return tier.count(limit, identifiers)
+                except Exception as error:  # the request must not fail because of a storage
+                    tier.failed(error)
+        return last_resort.count(limit, identifiers)
+
+
+def _counters_path(app: Flask) -> str:
+    """Where the instance's file is: asked at the first count, since tests move the instance
+    folder after create_app(), and a process that counts nothing (the CLI) never opens it."""
+    database = make_url(database_url(app)).render_as_string(hide_password=True)
+    return counters_path(app.instance_path, database)
 
 
 def counters() -> Counters:

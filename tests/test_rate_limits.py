@@ -4,11 +4,17 @@ per-user limit shared by every authenticated route.
 Every test uses client addresses of its own: with Redis, counters outlive the app that made them.
 """
 
+import contextlib
 import secrets
+import sqlite3
 import threading
 import time
 
 import pytest
+from limits import parse
+
+from api import ratelimit
+from api.counters import SQLiteStorage
 
 API = "/api/v1"
 USERS = f"{API}/users"
@@ -174,33 +180,59 @@ def closed_port() -> int:
         return sock.getsockname()[1]  # closed again on return: nothing listens there
 
 
-def test_with_redis_unreachable_limits_count_in_the_process(make_app, ip):
-    app = make_app(
-        REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", COFFER_RATE_LIMIT_AUTH="3/minute"
+def test_with_redis_unreachable_limits_count_in_the_instances_file(make_app, ip):
+    """The fallback is shared by the workers: another app of the instance (a worker with a
+    working configuration, here one without Redis) sees the counts."""
+    prefix = f"coffer-test-{secrets.token_hex(8)}"
+    redis_down = f"redis://127.0.0.1:{closed_port()}/0"
+    worker = make_app(
+        REDIS_URL=redis_down, COFFER_RATE_LIMIT_AUTH="3/minute", COFFER_RATE_LIMIT_PREFIX=prefix
     )
-    client = app.test_client()
+    other_worker = make_app(
+        REDIS_URL="", COFFER_RATE_LIMIT_AUTH="3/minute", COFFER_RATE_LIMIT_PREFIX=prefix
+    )
+    client = worker.test_client()
     for _ in range(3):
         assert register(client, ip).status_code == 201
+    assert_limited(register(other_worker.test_client(), ip))
     assert_limited(register(client, ip))
     assert register(client, new_ip()).status_code == 201  # other clients keep their own count
 
 
-def test_in_memory_counters_start_no_threads_and_forget_expired_counts(make_app):
-    from limits import parse
+def test_when_the_instances_file_fails_limits_count_in_the_process(make_app, tmp_path, ip):
+    app = make_app(REDIS_URL="", COFFER_RATE_LIMIT_AUTH="3/minute")
+    (tmp_path / "a-file").write_text("")
+    app.instance_path = str(tmp_path / "a-file" / "instance")  # no folder can be made there
+    client = app.test_client()
+    for _ in range(3):
+        assert register(client, ip).status_code == 201
+    assert_limited(register(client, ip))
+    assert register(client, new_ip()).status_code == 201
+    with app.app_context():
+        instance_file = ratelimit.counters().tiers[0]
+        assert instance_file.down_until > time.monotonic()  # passed over for a while
 
-    from api import ratelimit
 
-    app = make_app(REDIS_URL="")  # counters in this process
+def stored_counters(storage) -> int:
+    """How many counters `storage` keeps, expired ones that were not swept yet included."""
+    if isinstance(storage, SQLiteStorage):
+        with contextlib.closing(sqlite3.connect(storage.path)) as connection:
+            return connection.execute("SELECT count(*) FROM counters").fetchone()[0]
+    return len(storage.storage)
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["instance-file", "process-memory"])
+def test_local_counters_start_no_threads_and_forget_expired_counts(make_app, index):
+    app = make_app(REDIS_URL="")  # counters in the instance's file, else in this process
     per_second = parse("5/second")
     with app.app_context():
-        counters = ratelimit.counters()
+        tier = ratelimit.counters().tiers[index]
         threads = threading.active_count()
         for n in range(50):
-            counters.hit(per_second, "test", f"key-{n}")
+            tier.count(per_second, ("test", "test", f"key-{n}"))
         assert threading.active_count() <= threads  # the stock storage starts timer threads
-        storage = counters.local.storage
-        assert len(storage.storage) == 50
+        assert stored_counters(tier.storage) == 50
         time.sleep(2.1)  # a one-second sliding window keeps a counter for two seconds
-        storage._next_sweep = 0  # the next count sweeps
-        counters.hit(per_second, "test", "key-last")
-        assert len(storage.storage) == 1
+        tier.storage._next_sweep = 0  # the next count sweeps
+        tier.count(per_second, ("test", "test", "key-last"))
+        assert stored_counters(tier.storage) == 1

@@ -1,0 +1,257 @@
+"""Without Redis, rate limits hold across the worker processes of one instance: the counters
+file of api/counters.py under concurrent processes, and real gunicorn with two workers.
+"""
+
+import contextlib
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from limits import parse
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from api.counters import SQLiteStorage
+from api.ratelimit import _SweptMemoryStorage
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv that runs pytest also has gunicorn
+PROCESSES = 6
+HITS_PER_PROCESS = 20
+
+
+# --- the storage ------------------------------------------------------------------------------
+
+
+def hit_many(limiter, limit, start, results) -> None:
+    """In a forked child: count HITS_PER_PROCESS hits at once with the other children."""
+    start.wait(timeout=30)
+    results.put(sum(limiter.hit(limit, "test", "one-key") for _ in range(HITS_PER_PROCESS)))
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_processes_hitting_one_key_are_allowed_exactly_the_limit_between_them(tmp_path):
+    limiter = SlidingWindowCounterRateLimiter(SQLiteStorage(str(tmp_path / "counters.sqlite3")))
+    limit = parse("37/day")  # a window so long that no test run crosses into the next one
+    assert limiter.hit(limit, "test", "one-key")  # the parent's connection exists before fork
+    forked = multiprocessing.get_context("fork")
+    start, results = forked.Barrier(PROCESSES), forked.Queue()
+    children = [
+        forked.Process(target=hit_many, args=(limiter, limit, start, results))
+        for _ in range(PROCESSES)
+    ]
+    for child in children:
+        child.start()
+    allowed = [results.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(timeout=10)
+        assert child.exitcode == 0
+    assert 1 + sum(allowed) == 37, allowed
+    assert limiter.get_window_stats(limit, "test", "one-key").remaining == 0
+    assert not limiter.hit(limit, "test", "one-key")  # the parent's connection still works
+
+
+def test_the_file_counts_exactly_as_limits_memory_storage(tmp_path, monkeypatch):
+    """Same hits at the same (simulated) times: same answers, same window stats."""
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    limit = parse("10/minute")
+    memory = SlidingWindowCounterRateLimiter(_SweptMemoryStorage())
+    shared = SlidingWindowCounterRateLimiter(SQLiteStorage(str(tmp_path / "counters.sqlite3")))
+    steps = random.Random(7)
+    for _ in range(300):  # about five minutes of hits on two keys, some bursts, some pauses
+        clock[0] += steps.choice([0.05, 0.5, 2.0, 7.0, 31.0])
+        key = steps.choice(["a", "b"])
+        assert shared.hit(limit, key) == memory.hit(limit, key)
+        assert shared.get_window_stats(limit, key) == memory.get_window_stats(limit, key)
+        assert shared.test(limit, key) == memory.test(limit, key)
+
+
+# --- gunicorn ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def coffer_env(database_url: str, port: int, run_dir: Path) -> dict[str, str]:
+    """A production-like instance without Redis; nothing inherited configures Coffer."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("COFFER_", "TEST_", "RATELIMIT_"))
+        and name not in {"DATABASE_URL", "REDIS_URL", "WEB_CONCURRENCY", "FLASK_APP"}
+    }
+    return env | {
+        "COFFER_ENV": "production",
+        "COFFER_SECRET_KEY": secrets.token_urlsafe(48),
+        "COFFER_BIND": f"127.0.0.1:{port}",
+        "DATABASE_URL": database_url,
+        "WEB_CONCURRENCY": "2",
+        "COFFER_RATE_LIMIT_AUTH": "10/minute",
+        "COFFER_TRUSTED_PROXIES": "1",  # the test's client address comes in X-Forwarded-For
+        "COFFER_ARGON2_TIME_COST": "1",
+        "COFFER_ARGON2_MEMORY_KIB": "1024",
+        "COFFER_ARGON2_PARALLELISM": "1",
+        "COFFER_LOG_LEVEL": "WARNING",
+        # gunicorn opens a control socket in $XDG_RUNTIME_DIR: one directory per instance.
+        "XDG_RUNTIME_DIR": str(run_dir),
+    }
+
+
+def post(port: int, path: str, body: dict, headers: dict) -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(
+            "POST", path, json.dumps(body), {"Content-Type": "application/json", **headers}
+        )
+        response = connection.getresponse()
+        response.read()
+        return response
+    finally:
+        connection.close()
+
+
+def answers(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def state_and_parent(pid: int) -> tuple[str, int] | None:
+    """A process's state (R, S, T for stopped, Z…) and parent, from /proc; None once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def workers_of(master: int) -> list[int]:
+    """The live child processes of gunicorn's master: its workers."""
+    pids = (int(entry) for entry in os.listdir("/proc") if entry.isdigit())
+    return sorted(
+        pid
+        for pid in pids
+        if (stat := state_and_parent(pid)) and stat[1] == master and stat[0] != "Z"
+    )
+
+
+def stop_process(pid: int) -> None:
+    """SIGSTOP, and wait until the process is stopped: then it accepts no connection."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while state_and_parent(pid)[0] != "T":
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.001)
+
+
+class Gunicorn:
+    """`gunicorn --config gunicorn.conf.py wsgi:app` with two workers, in its own group."""
+
+    def __init__(self, database_url: str, run_dir: Path) -> None:
+        self.port = free_port()
+        self.log_path = run_dir / "gunicorn.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
+                cwd=ROOT,
+                env=coffer_env(database_url, self.port, run_dir),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.workers: list[int] = []
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_both_workers(self, timeout: float = 30) -> None:
+        """Until there are two workers and each one answers while the other is stopped."""
+        deadline = time.monotonic() + timeout
+        while len(self.workers) != 2 or not all(self.answers_on(w) for w in self.workers):
+            assert self.process.poll() is None, self.log()
+            assert time.monotonic() < deadline, f"two workers never answered:\n{self.log()}"
+            time.sleep(0.1)
+            self.workers = workers_of(self.process.pid)
+
+    def answers_on(self, worker: int) -> bool:
+        with self.only(worker):
+            return answers(self.port)
+
+    @contextlib.contextmanager
+    def only(self, worker: int):
+        """While in this block, only `worker` accepts connections: the other one is stopped."""
+        others = [pid for pid in self.workers if pid != worker]
+        for pid in others:
+            stop_process(pid)
+        try:
+            yield
+        finally:
+            for pid in others:
+                os.kill(pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGCONT)
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=25)  # longer than gunicorn's graceful_timeout
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # any worker left behind
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+@pytest.fixture
+def gunicorn(database_url, tmp_path):
+    server = Gunicorn(database_url, tmp_path)
+    try:
+        server.wait_for_both_workers()
+        yield server
+    finally:
+        server.stop()
+
+
+def wait_clear_of_a_minute_boundary(margin: float = 5.0) -> None:
+    """Windows start on the minute: near one, the last minute's hits still count in part."""
+    into_minute = time.time() % 60
+    if into_minute > 60 - margin:
+        time.sleep(60 - into_minute + 0.1)
+
+
+def test_two_gunicorn_workers_share_the_log_in_limit(gunicorn, accounts):
+    user = accounts.create()
+    body = {"email": user.email, "password": "not the password of this account"}
+    client = {"X-Forwarded-For": f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"}
+    wait_clear_of_a_minute_boundary()
+    responses = []
+    for n in range(12):  # the workers take turns: each sees only every other attempt
+        with gunicorn.only(gunicorn.workers[n % 2]):
+            responses.append(post(gunicorn.port, "/api/v1/sessions", body, client))
+
+    statuses = [response.status for response in responses]
+    assert statuses == [401] * 10 + [429] * 2, statuses
+    remaining = [int(response.getheader("X-RateLimit-Remaining")) for response in responses]
+    assert remaining == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0]
+    assert int(responses[-1].getheader("Retry-After")) > 0
