@@ -31,6 +31,9 @@ from schemas.data import (
 
 COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _ETAG = re.compile(r"(?P<id>[0-9a-f-]{36})\.(?P<version>[0-9]{1,18})")
+# RFC 9110 §8.8.3 and §13.1.1: `*`, or a comma-separated list of (weak or strong) entity-tags.
+_ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
+_IF_MATCH = re.compile(rf"\*|{_ENTITY_TAG}(?:[ \t]*,[ \t]*{_ENTITY_TAG})*")
 
 
 def _guard(view):
@@ -147,8 +150,15 @@ def _if_match(record_id: uuid.UUID) -> frozenset[int] | None:
     """The versions `If-Match` accepts; None when it is absent or `*` (any version).
 
     If-Match compares strongly (RFC 9110): weak tags and other records' tags match nothing.
+    A header that is no list of entity-tags (unquoted, empty, garbage) is 400: a client bug
+    that must not read as "the record has changed".
     """
-    if "If-Match" not in request.headers or request.if_match.star_tag:
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    if not _IF_MATCH.fullmatch(header.strip()):
+        raise Problem(400, 'If-Match must be "*" or a list of quoted ETags, e.g. If-Match: "…".')
+    if request.if_match.star_tag:
         return None
     versions = set()
     for tag in request.if_match.as_set():
