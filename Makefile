@@ -46,6 +46,6 @@ bench: install  ## Coffer against the bare-Flask ceiling under wrk (SQLite and P
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache .hypothesis
 
-openapi: install  ## regenerate openapi.yaml from the routes, the schemas and api/openapi.py
+openapi: install  ## regenerate openapi.yaml from the routes and their declarations (api/http/spec.py)
 	$(BIN)/flask --app wsgi openapi > openapi.yaml.tmp
 	mv openapi.yaml.tmp openapi.yaml

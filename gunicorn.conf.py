@@ -26,7 +26,7 @@ max_requests = 10000
 max_requests_jitter = 1000
 # gunicorn stops reading at these limits, so an over-long request line or header costs no more
 # than a short one; ProblemErrors below answers them 414 and 431 in problem+json.
-limit_request_line = 8190  # gunicorn's maximum (and api/web.py's MAX_URI_BYTES)
+limit_request_line = 8190  # gunicorn's maximum (and api/http/web.py's MAX_URI_BYTES)
 limit_request_fields = 100  # gunicorn's defaults, written out
 limit_request_field_size = 8190
 accesslog = "-"
@@ -131,7 +131,7 @@ def status_code(resp) -> int | None:
 
 logger_class = JsonAccessLogger
 
-# RFC 9110's names where Python's HTTPStatus still has the older ones (as in api/errors.py).
+# RFC 9110's names where Python's HTTPStatus still has the older ones (as in api/http/problems.py).
 _TITLES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
 
 
@@ -140,7 +140,7 @@ class ProblemErrors:
 
     gunicorn's own handle_error still classifies the error, logs it and writes the access line,
     but writes its page to a stand-in socket; the client gets the status of that page with the
-    body of api/errors.py's `problem`, built here because the master must not import Flask.
+    body of api/http/problems.py's `problem`, built here because the master must not import Flask.
     """
 
     def handle_error(self, req, client, addr, exc):
@@ -191,7 +191,7 @@ def _detail(cfg, status: int, exc: BaseException) -> str:
 
 
 def _problem_response(status: int, detail: str) -> bytes:
-    """A whole HTTP response carrying api/errors.py's problem body; it closes the connection."""
+    """A whole HTTP response carrying api/http/problems.py's problem body; it closes the connection."""
     title = _TITLES.get(status) or HTTPStatus(status).phrase
     request_id = uuid.uuid4().hex  # no app, no request id yet: a fresh one, as the app makes
     problem = {

@@ -8,9 +8,10 @@ import redis
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import auth, cli, database, errors, events, keys, logs, models, pagination, ratelimit, web
+from api import cli, database, events, keys, models, pagination, passwords, ratelimit, tokens
 from api.config import from_env
 from api.extensions import cors, db, migrate
+from api.http import limits, logs, problems, web
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
 CORS_ALLOW_HEADERS = [
@@ -48,17 +49,19 @@ def create_app(config: Mapping | None = None) -> Flask:
 
     logs.init_app(app)
     keys.init_app(app)
-    auth.init_app(app)
+    passwords.init_app(app)
+    tokens.init_app(app)
     pagination.init_app(app)
     database.init_app(app)
     web.init_app(app)
-    errors.init_app(app)
-    events.connect()
+    problems.init_app(app)
+    events.connect(context=web.event_context)
     db.init_app(app)
     app.teardown_appcontext(database.release_session)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     _init_redis(app)
     ratelimit.init_app(app)
+    limits.init_app(app)
     _init_cors(app)
     if app.config["COFFER_TRUSTED_PROXIES"] > 0:
         hops = app.config["COFFER_TRUSTED_PROXIES"]

@@ -2,32 +2,22 @@
 
 import logging
 import uuid
-from datetime import timedelta
 
-from flask import current_app
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from api import ratelimit
-from api.auth import (
-    child_refresh_token,
-    hash_password,
-    new_refresh_token,
-    password_problems,
-    token_hash,
-    unauthorized,
-    verify_password,
-)
 from api.email_address import normalise_email
-from api.errors import Problem
+from api.errors import Conflict, NotFound
 from api.events import emit
 from api.extensions import db
-from api.models import RefreshToken, Session, User, utcnow
+from api.models import Session, User, utcnow
+from api.pagination import list_binding, newest_first
+from api.passwords import hash_password, password_problems, verify_password
+from api.tokens import Caller
 
-INVALID_CREDENTIALS = "The email or password is incorrect."
-INVALID_REFRESH_TOKEN = "The refresh token is invalid, expired or revoked."
-# The rate-limit counter of log-ins: per client IP, and per account as "log-in-account"
-# (api.ratelimit.auth_limit), which password confirmations share.
+# The rate-limit counter of log-ins: per client IP, and per account, which password
+# confirmations share.
 LOG_IN = "log-in"
 _log = logging.getLogger(__name__)
 
@@ -35,11 +25,11 @@ _log = logging.getLogger(__name__)
 # --- users ----------------------------------------------------------------------------------
 
 
-class EmailTaken(Problem):
+class EmailTaken(Conflict):
     """The address belongs to another account (the unique constraint said so)."""
 
     def __init__(self) -> None:
-        super().__init__(409, "This email address is already registered.")
+        super().__init__("This email address is already registered.")
 
 
 def _commit_unique_email() -> None:
@@ -61,21 +51,29 @@ def create_user(*, email: str, password: str, name: str | None = None, role: str
 def get_user(user_id: uuid.UUID) -> User:
     user = db.session.get(User, user_id)
     if user is None:
-        raise Problem(404, "No such user.")
+        raise NotFound("No such user.")
     return user
 
 
-def user_list(filters: dict):
-    """Users matching the admin list's filters (`email`, `role`, `is_active`), as
-    `user_list_query` loads them: the email already normalised."""
+def visible_user(caller: Caller, user_id: uuid.UUID) -> User:
+    """A user as `caller` may see it: admins see anyone, a user only itself (else NotFound,
+    never Forbidden: whether an account exists is not the caller's to learn)."""
+    if caller.role != "admin" and caller.id != user_id:
+        raise NotFound("No such user.")
+    return get_user(user_id)
+
+
+def users_page(
+    caller: Caller, filters: dict, *, limit: int, cursor: str | None
+) -> tuple[list[User], str | None]:
+    """Users matching the admin list's filters (`email`, already normalised, `role`,
+    `is_active`), newest first."""
     stmt = db.select(User)
-    if "email" in filters:
-        stmt = stmt.where(User.email == filters["email"])
-    if "role" in filters:
-        stmt = stmt.where(User.role == filters["role"])
-    if "is_active" in filters:
-        stmt = stmt.where(User.is_active == filters["is_active"])
-    return stmt
+    for name in ("email", "role", "is_active"):
+        if name in filters:
+            stmt = stmt.where(getattr(User, name) == filters[name])
+    binding = list_binding("users", caller.id, filters)
+    return newest_first(stmt, User.id, binding=binding, limit=limit, cursor=cursor)
 
 
 def find_user(email: str) -> User | None:
@@ -91,9 +89,17 @@ def require_password(user: User, password: str | None, field: str) -> None:
     """
     if not password:
         raise ValidationError({field: ["The password is incorrect."]})
-    ratelimit.enforce(ratelimit.counters().auth, f"{LOG_IN}-account", user.email)
+    ratelimit.enforce_account_limit(LOG_IN, user.email)
     if not verify_password(user, password):
         raise ValidationError({field: ["The password is incorrect."]})
+
+
+def update_own_profile(caller: Caller, changes: dict, *, current_password: str | None) -> User:
+    """A user's own change of name or email; a new email needs the current password."""
+    user = get_user(caller.id)
+    if "email" in changes and changes["email"] != user.email:
+        require_password(user, current_password, "current_password")
+    return update_user(user, changes, by=caller.id)
 
 
 def update_user(user: User, changes: dict, *, by: uuid.UUID) -> User:
@@ -180,122 +186,6 @@ def _create_admin(email: str, password: str) -> User:
     if problems:
         raise ValueError(f"the admin password is not acceptable: {' '.join(problems)}")
     return create_user(email=email, password=password, role="admin")
-
-
-# --- sessions -------------------------------------------------------------------------------
-
-
-def _issue_refresh_token(session: Session, token: str | None = None) -> str:
-    token = token or new_refresh_token()
-    db.session.add(RefreshToken(session_id=session.id, token_hash=token_hash(token)))
-    return token
-
-
-def log_in(
-    *, email: str, password: str, device_name: str | None, user_agent: str | None, ip: str
-) -> tuple[User, Session, str]:
-    """Check credentials (the same work and the same 401 whatever is wrong); start a session."""
-    user = find_user(email)
-    if not verify_password(user, password) or not user.is_active:
-        # No user id for an unknown email: nothing that anyone could read back.
-        emit("login_failed", user_id=user.id if user else None)
-        raise unauthorized(INVALID_CREDENTIALS, error=None)
-    ttl = timedelta(seconds=current_app.config["COFFER_REFRESH_TOKEN_TTL"])
-    session = Session(
-        user_id=user.id,
-        device_name=device_name,
-        user_agent=(user_agent or "")[:512] or None,
-        ip=ip,
-        expires_at=utcnow() + ttl,
-    )
-    db.session.add(session)
-    db.session.flush()
-    refresh_token = _issue_refresh_token(session)
-    db.session.commit()  # also saves a password hash upgraded by verify_password
-    emit("session_created", user_id=user.id, session_id=session.id, device_name=device_name)
-    return user, session, refresh_token
-
-
-def refresh(presented: str) -> tuple[User, Session, str]:
-    """Rotate a refresh token; a replayed old one revokes the session (see API.md).
-
-    Rotation is a compare-and-swap on `rotated_at`, so of many parallel refreshes exactly one
-    rotates; the others, inside the reuse interval, get the same derived child token back.
-    """
-    row = db.session.execute(
-        db.select(RefreshToken, Session, User)
-        .join(Session, Session.id == RefreshToken.session_id)
-        .join(User, User.id == Session.user_id)
-        .where(RefreshToken.token_hash == token_hash(presented))
-    ).first()
-    if row is None:
-        raise unauthorized(INVALID_REFRESH_TOKEN)
-    token, session, user = row
-    now = utcnow()
-    if session.revoked_at is not None or session.expires_at <= now or not user.is_active:
-        raise unauthorized(INVALID_REFRESH_TOKEN)
-    child = child_refresh_token(presented)
-    if token.rotated_at is None:
-        rotated = db.session.execute(
-            db.update(RefreshToken)
-            .where(RefreshToken.id == token.id, RefreshToken.rotated_at.is_(None))
-            .values(rotated_at=now)
-        )
-        if rotated.rowcount == 1:
-            _issue_refresh_token(session, child)
-            session.last_used_at = now
-            db.session.commit()
-            emit("session_refreshed", user_id=user.id, session_id=session.id, replayed=False)
-            return user, session, child
-        db.session.rollback()  # a parallel refresh rotated it first
-        token = db.session.get(RefreshToken, token.id, populate_existing=True)
-    if _within_grace(token, child, now):
-        emit("session_refreshed", user_id=user.id, session_id=session.id, replayed=True)
-        return user, session, child
-    session.revoked_at = now
-    db.session.commit()
-    emit("refresh_reuse_detected", user_id=user.id, session_id=session.id)
-    raise unauthorized(INVALID_REFRESH_TOKEN)
-
-
-def _within_grace(token: RefreshToken, child: str, now) -> bool:
-    """Is `token` the immediate parent of the current token, rotated moments ago?"""
-    interval = current_app.config["COFFER_REFRESH_REUSE_INTERVAL"]
-    if interval <= 0 or now - token.rotated_at > timedelta(seconds=interval):
-        return False
-    current = db.session.execute(
-        db.select(RefreshToken.rotated_at).where(RefreshToken.token_hash == token_hash(child))
-    ).first()
-    return current is not None and current.rotated_at is None
-
-
-def active_sessions(user_id: uuid.UUID):
-    return db.select(Session).where(
-        Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > utcnow()
-    )
-
-
-def get_session(user_id: uuid.UUID, session_id: uuid.UUID) -> Session:
-    session = db.session.execute(
-        active_sessions(user_id).where(Session.id == session_id)
-    ).scalar_one_or_none()
-    if session is None:
-        raise Problem(404, "No such session.")
-    return session
-
-
-def end_session(session: Session) -> None:
-    """Log out / revoke one session."""
-    session.revoked_at = utcnow()
-    db.session.commit()
-    emit("session_revoked", user_id=session.user_id, session_id=session.id)
-
-
-def end_sessions(user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> None:
-    """Revoke all of a user's sessions but `keep`, as one action."""
-    revoked = revoke_sessions(user_id, keep=keep)
-    db.session.commit()
-    emit("session_revoked", user_id=user_id, all_sessions=True, revoked_sessions=revoked)
 
 
 def revoke_sessions(user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> int:

@@ -12,7 +12,7 @@ from api import accounts, indexes, signing
 from api.config import from_env
 from api.email_address import InvalidEmail
 from api.extensions import db
-from api.idempotency import RETENTION
+from api.http.idempotency import RETENTION
 from api.models import IdempotencyKey, Session, utcnow
 
 
@@ -53,7 +53,7 @@ def openapi() -> None:
     """Print the OpenAPI document (`make openapi` writes it to openapi.yaml)."""
     import yaml  # the command's alone: kept out of the workers' memory
 
-    from api.openapi import build_spec
+    from api.http.spec import build_spec
 
     click.echo(
         yaml.safe_dump(build_spec(current_app), sort_keys=False, allow_unicode=True), nl=False

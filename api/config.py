@@ -25,7 +25,7 @@ SETTINGS: dict[str, tuple[type, object]] = {
     "COFFER_MAX_RECORD_BYTES": (int, 65536),
     "COFFER_JWT_ISSUER": (str, "coffer"),
     "COFFER_JWT_AUDIENCE": (str, "coffer-api"),
-    # HS256 signs with COFFER_SECRET_KEY; EdDSA, ES256 and RS256 with the keys of api/signing.py.
+    # HS256 signs with COFFER_SECRET_KEY; EdDSA, ES256 and RS256 with the keys of api/signing/.
     "COFFER_JWT_ALGORITHM": (str, "HS256"),
     "COFFER_JWT_KEY_DIR": (str, None),
     "COFFER_JWT_PRIVATE_KEYS": (str, None),

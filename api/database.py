@@ -4,7 +4,7 @@ import os
 import sqlite3
 
 import orjson
-from flask import Flask, g
+from flask import Flask, current_app, g
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -107,3 +107,29 @@ def release_session(_exc: BaseException | None) -> None:
         db.session.remove()
     except DBAPIError:
         db.session.remove()
+
+
+def dependencies_answer() -> dict[str, bool | None]:
+    """Whether the database and Redis answer now (None: Redis is not configured)."""
+    return {"database": _database_answers(), "redis": _redis_answers()}
+
+
+def _database_answers() -> bool:
+    try:
+        db.session.execute(db.select(1)).scalar_one()
+        return True
+    except Exception as exc:
+        current_app.logger.warning("readiness: database check failed: %s", type(exc).__name__)
+        db.session.rollback()
+        return False
+
+
+def _redis_answers() -> bool | None:
+    client = current_app.extensions.get("coffer_redis")
+    if client is None:
+        return None
+    try:
+        return bool(client.ping())
+    except Exception as exc:
+        current_app.logger.warning("readiness: redis check failed: %s", type(exc).__name__)
+        return False

@@ -1,117 +1,52 @@
-"""Every error becomes RFC 9457 `application/problem+json` here, and only here."""
-
-from http import HTTPStatus
-
-import flask_restful
-import orjson
-from flask import Flask, Response, current_app, g
-from marshmallow import ValidationError
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-
-PROBLEM_JSON = "application/problem+json"
-# RFC 9110's names where Python's HTTPStatus still has the older ones.
-_TITLES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
-# Headers a werkzeug exception may carry that the client needs (Allow on 405, …).
-_KEPT_HEADERS = frozenset({"allow", "www-authenticate", "retry-after"})
+"""Domain errors: what the core raises when a request cannot be done. They know no HTTP; the
+HTTP layer (api/http/problems.py) maps each kind to its status and problem+json body."""
 
 
-class Problem(Exception):
-    """An expected failure with an HTTP status; raised by any layer, rendered by `problem`."""
+class CofferError(Exception):
+    """A failure that the caller can act on, with a sentence that says what went wrong."""
 
-    def __init__(
-        self,
-        status: int,
-        detail: str | None = None,
-        *,
-        errors: dict | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, detail: str, *, errors: dict | None = None) -> None:
         super().__init__(detail)
-        self.status = status
         self.detail = detail
         self.errors = errors
-        self.headers = headers or {}
 
 
-def problem(
-    status: int,
-    detail: str | None = None,
-    *,
-    errors: dict | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """Build a problem+json response; the only place an error body is made."""
-    body: dict = {
-        "type": "about:blank",
-        "title": _TITLES.get(status) or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail or HTTPStatus(status).description,
-        "request_id": g.get("request_id"),
-    }
-    if errors is not None:
-        body["errors"] = errors
-    content = orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
-    response = current_app.response_class(content, status=status, mimetype=PROBLEM_JSON)
-    if headers:
-        response.headers.extend(headers)
-    return response
+class InvalidRequest(CofferError):
+    """A malformed parameter: an unknown filter operator, a tampered cursor, a bad name."""
 
 
-def _from_problem(exc: Problem) -> Response:
-    return problem(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
+class Unauthenticated(CofferError):
+    """No credentials, or credentials that prove nothing (invalid, expired, revoked, wrong).
 
-
-def _from_http(exc: HTTPException) -> Response:
-    headers = {k: v for k, v in exc.get_headers() if k.lower() in _KEPT_HEADERS}
-    return problem(exc.code or 500, exc.description, headers=headers)
-
-
-def _from_too_large(exc: RequestEntityTooLarge) -> Response:
-    # Werkzeug's own sentence names no limit; a client needs the number to split its request.
-    limit = current_app.config["COFFER_MAX_BODY_BYTES"]
-    return problem(413, f"The request body is larger than {limit} bytes (COFFER_MAX_BODY_BYTES).")
-
-
-def _from_validation(exc: ValidationError) -> Response:
-    messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-    return problem(422, "The request is invalid.", errors=messages)
-
-
-def _from_integrity(exc: IntegrityError) -> Response:
-    current_app.logger.info("integrity error: %s", exc.orig)
-    return problem(409, "The request conflicts with the current state of a resource.")
-
-
-def _from_database_down(exc: Exception) -> Response:
-    current_app.logger.error("database unavailable: %s", type(exc).__name__)
-    return problem(503, "The database is unavailable; retry shortly.", headers={"Retry-After": "5"})
-
-
-def _from_crash(exc: Exception) -> Response:
-    current_app.logger.exception("unhandled exception")
-    return problem(500, "An unexpected error occurred.")
-
-
-def init_app(app: Flask) -> None:
-    app.register_error_handler(Problem, _from_problem)
-    app.register_error_handler(HTTPException, _from_http)
-    app.register_error_handler(RequestEntityTooLarge, _from_too_large)
-    app.register_error_handler(ValidationError, _from_validation)
-    app.register_error_handler(IntegrityError, _from_integrity)
-    for exc_type in (OperationalError, InterfaceError, PoolTimeoutError):
-        app.register_error_handler(exc_type, _from_database_down)
-    app.register_error_handler(Exception, _from_crash)
-
-
-class ProblemApi(flask_restful.Api):
-    """Flask-RESTful's Api, minus its own error handling.
-
-    `Api.handle_error` passes non-HTTP exceptions on to Flask only when PROPAGATE_EXCEPTIONS is
-    set (testing/debug); in production it would answer a marshmallow ValidationError with
-    `500 null`. Routing every error to Flask's handlers keeps one behaviour everywhere.
+    `reason` is the RFC 6750 error code a challenge carries: `invalid_token` by default,
+    `invalid_request` for a request that sends a token the wrong way, None when no token
+    was sent at all or the failure is not about a token (wrong password).
     """
 
-    def error_router(self, original_handler, e):
-        return original_handler(e)
+    def __init__(self, detail: str, *, reason: str | None = "invalid_token") -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class Forbidden(CofferError):
+    """Authenticated, but the caller's role or access does not allow this."""
+
+
+class NotFound(CofferError):
+    """No such thing, or one that belongs to someone else (never told apart)."""
+
+
+class Conflict(CofferError):
+    """The request conflicts with the current state (a taken address, a contended write)."""
+
+
+class PreconditionFailed(CofferError):
+    """If-Match names a version that is no longer the current one."""
+
+
+class RateLimited(CofferError):
+    """A rate limit is spent; `retry_after` seconds until there is room again."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

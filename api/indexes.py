@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api import query
-from api.errors import Problem
+from api.errors import InvalidRequest
 from api.extensions import db
 from api.models import Record, UTCDateTime, utcnow
 
@@ -62,7 +62,7 @@ def field_of(text: str) -> str:
         raise DataIndexError(f"{text!r} is not a data key: give data.<path>, e.g. data.priority.")
     try:
         query.path_of(text, "field")
-    except Problem as exc:
+    except InvalidRequest as exc:
         raise DataIndexError(exc.detail) from None
     return text
 

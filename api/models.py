@@ -69,6 +69,9 @@ class Session(db.Model):
     # A user's sessions, newest first, for the paginated list.
     __table_args__ = (sa.Index("ix_sessions_user_id_id", "user_id", "id"),)
 
+    # Not stored: whether this is the session of whoever reads it (api.accounts sets it).
+    current = False
+
 
 class RefreshToken(db.Model):
     """Every refresh token a session was given, stored only as a SHA-256 hash.

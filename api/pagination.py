@@ -1,14 +1,13 @@
-"""Opaque, signed cursors and the page envelope shared by every list."""
+"""Opaque, signed cursors and keyset pages, shared by every list."""
 
 import hashlib
 import hmac
 import uuid
-from urllib.parse import urlencode
 
 import orjson
-from flask import Flask, current_app, request
+from flask import Flask, current_app
 
-from api.errors import Problem
+from api.errors import InvalidRequest
 from api.extensions import db
 from api.keys import b64url_decode, b64url_encode, derive_key
 
@@ -30,11 +29,11 @@ def decode_cursor(cursor: str) -> object:
     try:
         raw = b64url_decode(cursor)
     except (ValueError, TypeError):
-        raise Problem(400, "The cursor is malformed.") from None
+        raise InvalidRequest("The cursor is malformed.") from None
     mac, body = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
     expected = hmac.new(current_app.extensions["coffer_cursor_key"], body, hashlib.sha256).digest()
     if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, expected[:_MAC_BYTES]):
-        raise Problem(400, "The cursor is invalid: use next_cursor from the previous page.")
+        raise InvalidRequest("The cursor is invalid: use next_cursor from the previous page.")
     return orjson.loads(body)
 
 
@@ -60,31 +59,17 @@ def newest_first(stmt, id_column, *, binding: str, limit: int, cursor: str | Non
     if cursor:
         payload = decode_cursor(cursor)
         if not isinstance(payload, dict) or payload.get("k") != binding:
-            raise Problem(400, "The cursor belongs to another list, reader or filter.")
+            raise InvalidRequest("The cursor belongs to another list, reader or filter.")
         try:
             stmt = stmt.where(id_column < uuid.UUID(str(payload.get("before"))))
         except ValueError:
-            raise Problem(400, "The cursor is malformed.") from None
+            raise InvalidRequest("The cursor is malformed.") from None
     rows = db.session.execute(stmt.order_by(id_column.desc()).limit(limit + 1)).scalars().all()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = encode_cursor({"k": binding, "before": str(rows[-1].id)})
     return rows, next_cursor
-
-
-def page(items: list, next_cursor: str | None) -> tuple[dict, int, dict]:
-    """The list envelope, with a `Link: rel="next"` header when there is a next page.
-
-    The link is a relative reference (RFC 8288 resolves it against the request's URL), so
-    that a forged `Host` header never reaches a response.
-    """
-    headers = {}
-    if next_cursor:
-        query = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
-        query.append(("cursor", next_cursor))
-        headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
-    return {"items": items, "next_cursor": next_cursor}, 200, headers
 
 
 def init_app(app: Flask) -> None:

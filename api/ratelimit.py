@@ -3,13 +3,16 @@ is set (shared by every worker and host), else in a file shared by every worker 
 instance (api/counters.py).
 
 - Registration, log-in and refresh: COFFER_RATE_LIMIT_AUTH per client IP, each route on its
-  own counter, and log-in also per account (the `auth_limit` decorator).
-- Every authenticated route: one COFFER_RATE_LIMIT_API counter per user, checked by
-  api.auth.authenticate as soon as the token is verified, before the database is asked.
+  own counter (api/http/limits.py `auth_limit`). Log-in also per account, and every
+  password confirmation counts on that same per-account counter.
+- Every authenticated route: one COFFER_RATE_LIMIT_API counter per user, counted once the
+  request's session is known to be live (a revoked token never spends it).
 
-A limited response carries X-RateLimit-Limit, -Remaining and -Reset (of its tightest limit);
-a refusal is 429 with Retry-After. A storage that fails is passed over for a growing back-off
-(1 s, doubling up to 32 s) in favour of the next one: Redis, then the instance's file, then,
+A spent limit raises RateLimited (429 with Retry-After); the HTTP layer shows the tightest
+window of a request in X-RateLimit-Limit, -Remaining and -Reset.
+
+A storage that fails is passed over for a growing back-off (1 s, doubling up to 32 s) in
+favour of the next one: Redis, then the instance's file, then,
 should the file fail too (a read-only or full disk), the worker's memory. A request never
 fails because of its counters.
 
@@ -21,10 +24,10 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import Flask, Response, current_app, g
+from blinker import Namespace
+from flask import Flask, current_app
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
@@ -32,12 +35,12 @@ from sqlalchemy.engine import make_url
 
 from api.counters import SQLiteStorage, counters_path
 from api.database import database_url
-from api.errors import Problem
-from api.web import client_ip
+from api.errors import RateLimited
 
 MAX_BACKOFF = 32  # seconds between attempts to use a failed storage
 SWEEP_INTERVAL = 5.0  # seconds between sweeps of expired in-memory counters
 _log = logging.getLogger(__name__)
+counted = Namespace().signal("rate-limit-counted")
 
 
 class _SweptMemoryStorage(MemoryStorage):
@@ -142,20 +145,20 @@ def counters() -> Counters:
     return current_app.extensions["coffer_rate_limits"]
 
 
-def enforce(limit: RateLimitItem, scope: str, key: str) -> None:
-    """Count this request; 429 when the limit is reached. Headers describe the tightest limit."""
+def enforce(limit: RateLimitItem, scope: str, key: str) -> Window:
+    """Count one request against `scope`/`key`; RateLimited when the limit is spent.
+
+    `counted` tells its receivers (the HTTP layer, for the X-RateLimit headers) each window.
+    """
     window = counters().hit(limit, scope, key)
-    shown = g.get("rate_window")
-    if shown is None or (shown.allowed and window.remaining < shown.remaining):
-        g.rate_window = window
+    counted.send(window)
     if not window.allowed:
-        g.rate_window = window
         retry_after = max(1, math.ceil(window.reset - time.time()))
-        raise Problem(
-            429,
+        raise RateLimited(
             f"Too many requests: the limit is {limit}. Retry in {retry_after} s.",
-            headers={"Retry-After": str(retry_after)},
+            retry_after=retry_after,
         )
+    return window
 
 
 def enforce_api_limit(user_id: str) -> None:
@@ -163,35 +166,15 @@ def enforce_api_limit(user_id: str) -> None:
     enforce(counters().api, "api", user_id)
 
 
-def auth_limit(scope: str, *, account: Callable[[], str | None] | None = None):
-    """Limit a view by COFFER_RATE_LIMIT_AUTH per client IP on the counter `scope`, and, with
-    `account`, also per the account it names (None: the request names none)."""
-
-    def decorator(view):
-        @functools.wraps(view)
-        def wrapper(*args, **kwargs):
-            limit = counters().auth
-            enforce(limit, scope, client_ip())
-            name = account() if account else None
-            if name is not None:
-                enforce(limit, f"{scope}-account", name)
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorator
+def enforce_auth_limit(scope: str, client: str) -> None:
+    """COFFER_RATE_LIMIT_AUTH per client IP, on the counter of one route (`scope`)."""
+    enforce(counters().auth, scope, client)
 
 
-def _headers(response: Response) -> Response:
-    window = g.get("rate_window")
-    if window is not None:
-        headers = response.headers
-        headers["X-RateLimit-Limit"] = str(window.limit.amount)
-        headers["X-RateLimit-Remaining"] = str(window.remaining)
-        headers["X-RateLimit-Reset"] = str(int(window.reset))
-    return response
+def enforce_account_limit(scope: str, email: str) -> None:
+    """COFFER_RATE_LIMIT_AUTH per account (its normalised email) on `scope`'s counter."""
+    enforce(counters().auth, f"{scope}-account", email)
 
 
 def init_app(app: Flask) -> None:
     app.extensions["coffer_rate_limits"] = Counters(app)
-    app.after_request(_headers)

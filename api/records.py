@@ -15,9 +15,9 @@ from sqlalchemy.engine import Row, RowMapping
 from uuid6 import uuid7
 
 from api import database, query
-from api.errors import Problem
+from api.errors import Conflict, NotFound, PreconditionFailed
 from api.models import Record, utcnow
-from schemas.data import check_record_size
+from api.record_rules import check_record_size
 
 PATCH_ATTEMPTS = 8  # compare-and-swap rounds before a PATCH without If-Match gives up (409)
 _records = Record.__table__
@@ -35,7 +35,7 @@ def _identifies(owner_id, collection, record_id) -> tuple:
 
 
 def _stale() -> NoReturn:
-    raise Problem(412, "The record has changed: If-Match does not match its current ETag.")
+    raise PreconditionFailed("The record has changed: If-Match does not match its current ETag.")
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def find(owner_id: uuid.UUID, collection: str, record_id: uuid.UUID) -> RowMappi
     params = {"id": record_id, "owner_id": owner_id, "collection": collection}
     record = database.connection().execute(_FIND, params).mappings().first()
     if record is None:
-        raise Problem(404, "No such record.")
+        raise NotFound("No such record.")
     return record
 
 
@@ -150,7 +150,7 @@ def patch(owner_id, collection, record_id, changes: dict, versions) -> RowMappin
             sa.select(_c.data, _c.version).where(*_identifies(*scope))
         ).one_or_none()
         if current is None:
-            raise Problem(404, "No such record.")
+            raise NotFound("No such record.")
         if versions is not None and current.version not in versions:
             _stale()
         data = merge_patch(current.data, changes)
@@ -160,7 +160,7 @@ def patch(owner_id, collection, record_id, changes: dict, versions) -> RowMappin
             conn.commit()
             return record
         conn.rollback()
-    raise Problem(409, "The record is being changed by others; retry the request.")
+    raise Conflict("The record is being changed by others; retry the request.")
 
 
 def delete(owner_id, collection, record_id, versions) -> None:
@@ -194,7 +194,7 @@ def _missing_or_stale(owner_id, collection, record_id) -> NoReturn:
         sa.select(_c.id).where(*_identifies(owner_id, collection, record_id))
     )
     if exists is None:
-        raise Problem(404, "No such record.")
+        raise NotFound("No such record.")
     _stale()
 
 

@@ -15,7 +15,7 @@ from flask_migrate import upgrade
 from inprocess import call, environ
 
 from api import create_app
-from api.auth import _live_caller, _verify_access_token, decode_access_token
+from api.tokens import _live_caller, _verify_access_token, decode_access_token
 
 ROUNDS, CALLS = 7, 500
 

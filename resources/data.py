@@ -1,7 +1,8 @@
 """Records: owner-scoped JSON objects in named collections, over HTTP.
 
-The list language (filters, sorts, cursors) lives in api/query.py, the statements in
-api/records.py; this module maps them to routes, ETags and status codes.
+The list language (filters, sorts, cursors) is api/query's, specified in
+docs/query-language.md; the statements are api/records.py's. This module maps them to routes,
+ETags and status codes.
 """
 
 import functools
@@ -13,129 +14,210 @@ from flask_restful import Resource
 from werkzeug.http import quote_etag
 
 from api import query, records
-from api.auth import authenticate
-from api.errors import Problem
-from api.idempotency import idempotent
-from api.pagination import page
-from api.web import JSON, MERGE_PATCH, V1, load_body, load_query
+from api.errors import Forbidden, InvalidRequest, NotFound
+from api.http.auth import authenticate
+from api.http.idempotency import idempotent
+from api.http.operation import (
+    arguments,
+    body,
+    conditional,
+    operation,
+    other_responses,
+    paginated,
+    path_parameter,
+    response,
+)
+from api.http.web import JSON, MERGE_PATCH, V1
 from schemas.data import (
-    collections_public,
+    collection_public,
     no_query,
     owner_query,
     record_list_query,
     record_patch,
     record_public,
     record_write,
-    records_public,
 )
 
-COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+COLLECTION_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
+COLLECTION_NAME = re.compile(COLLECTION_PATTERN)
 _ETAG = re.compile(r"(?P<id>[0-9a-f-]{36})\.(?P<version>[0-9]{1,18})")
 # RFC 9110 §8.8.3 and §13.1.1: `*`, or a comma-separated list of (weak or strong) entity-tags.
 _ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
 _IF_MATCH = re.compile(rf"\*|{_ENTITY_TAG}(?:[ \t]*,[ \t]*{_ENTITY_TAG})*")
+_NO_RECORD = {404: "No such record, or another user's."}
+_NOT_ADMIN = {403: "owner_id from a caller who is no admin."}
+# The filter language's query parameters, which no schema field can name (one per key).
+FILTERS_PARAMETER = {
+    "in": "query",
+    "name": "filters",
+    "description": (
+        "PostgREST-style filters, one query parameter each: `data.<path>=<op>.<value>` "
+        "(dots go into nested objects), `created_at=<op>.<RFC 3339>`, `updated_at=…`; "
+        "operators `eq ne gt gte lt lte in`, e.g. `data.status=eq.open`, "
+        "`data.priority=gte.3`, `data.tag=in.(a,b)`. The value is read as JSON when it parses, "
+        "else as a string. Full rules: docs/query-language.md."
+    ),
+    "required": False,
+    "style": "form",
+    "explode": True,
+    "schema": {
+        "type": "object",
+        "propertyNames": {
+            "pattern": "^(data\\.[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*|created_at|updated_at)$"
+        },
+        "additionalProperties": {"type": "string", "pattern": "^(eq|ne|gt|gte|lt|lte|in)\\..*$"},
+    },
+}
+_RECORD = {"collection": "$request.path.collection", "record_id": "$response.body#/id"}
+_RECORD_LINKS = dict.fromkeys(
+    ("getRecord", "replaceRecord", "patchRecord", "deleteRecord"), _RECORD
+)
 
 
-def _guard(view):
-    """Every data route: a valid collection name, and `?owner_id=` from admins on reads only."""
+def data_route(view):
+    """Every data route: a collection name that matches COLLECTION_PATTERN (else 400), and
+    `?owner_id=` from admins (else 403, whatever its value) on reads only (else 400)."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         name = kwargs.get("collection")
         if name is not None and not COLLECTION_NAME.fullmatch(name):
-            raise Problem(400, "A collection name must match ^[a-z][a-z0-9_-]{0,63}$.")
+            raise InvalidRequest(f"A collection name must match {COLLECTION_PATTERN}.")
         if "owner_id" in request.args:
             if g.caller.role != "admin":
-                raise Problem(403, "Only admins may read another user's records (owner_id).")
+                raise Forbidden("Only admins may read another user's records (owner_id).")
             if request.method not in ("GET", "HEAD"):
-                raise Problem(400, "owner_id applies to reads; writes act on your own records.")
+                raise InvalidRequest("owner_id applies to reads; writes act on your own records.")
         return view(*args, **kwargs)
 
-    return wrapper
+    collection = {"type": "string", "pattern": COLLECTION_PATTERN}
+    return path_parameter("collection", collection)(wrapper)
+
+
+def _owner(owner_id: uuid.UUID | None) -> uuid.UUID:
+    """Whose records a read is of: the caller's, or `?owner_id=`'s (data_route let only an
+    admin pass it)."""
+    return owner_id or g.caller.id
 
 
 class Collections(Resource):
-    method_decorators = [_guard, authenticate]
-
-    def get(self):
-        """The caller's collections, by name, with their record counts."""
-        owner_id = load_query(owner_query)["owner_id"] or g.caller.id
-        return {
-            "items": collections_public.dump(records.collections(owner_id)),
-            "next_cursor": None,
-        }
+    @authenticate
+    @data_route
+    @operation("listCollections")
+    @arguments(owner_query)
+    @paginated(collection_public)
+    @other_responses(_NOT_ADMIN)
+    def get(self, query):
+        """Own collections with their record counts."""
+        return records.collections(_owner(query["owner_id"])), None
 
 
 class Collection(Resource):
-    method_decorators = [_guard, authenticate]
-
-    def get(self, collection):
-        """A page of the caller's records in a collection: filters, sort, keyset cursor."""
-        args = load_query(record_list_query)
-        owner_id = args["owner_id"] or g.caller.id
+    @authenticate
+    @data_route
+    @operation("listRecords")
+    @arguments(record_list_query, parameters=(FILTERS_PARAMETER,))
+    @paginated(record_public)
+    @other_responses(_NOT_ADMIN)
+    def get(self, args, collection):
+        """List own records: filters, sort and keyset pagination."""
         listing = query.parse(request.args, sort=args["sort"])
-        found, next_cursor = records.page_of(
-            owner_id, collection, listing, limit=args["limit"], cursor=args["cursor"]
+        return records.page_of(
+            _owner(args["owner_id"]),
+            collection,
+            listing,
+            limit=args["limit"],
+            cursor=args["cursor"],
         )
-        return page(records_public.dump(found), next_cursor)
 
+    @authenticate
+    @data_route
+    @operation("createRecord", links=_RECORD_LINKS)
     @idempotent
-    def post(self, collection):
+    @arguments(no_query)
+    @body(record_write)
+    @response(record_public, 201, headers=("Location", "ETag"))
+    @other_responses(_NOT_ADMIN)
+    def post(self, new, collection):
         """Create a record; `Idempotency-Key` makes retries safe."""
-        load_query(no_query)
-        data = load_body(record_write)["data"]
-        record = records.create(g.caller.id, collection, data)
-        headers = {"Location": f"{V1}/data/{collection}/{record['id']}", "ETag": _etag(record)}
-        return record_public.dump(record), 201, headers
+        record = records.create(g.caller.id, collection, new["data"])
+        return record, {"Location": f"{V1}/data/{collection}/{record['id']}", "ETag": _etag(record)}
 
+    @authenticate
+    @data_route
+    @operation("deleteCollection")
+    @arguments(no_query)
+    @response(None, 204)
+    @other_responses(_NOT_ADMIN)
     def delete(self, collection):
-        """Delete every record the caller has in a collection."""
-        load_query(no_query)
+        """Delete all own records of the collection."""
         records.delete_collection(g.caller.id, collection)
-        return _no_content()
 
 
 class RecordItem(Resource):
-    method_decorators = [_guard, authenticate]
-
-    def get(self, collection, record_id):
-        """One record with its ETag; 304 when `If-None-Match` already has it."""
-        owner_id = load_query(owner_query)["owner_id"] or g.caller.id
-        record = records.find(owner_id, collection, _uuid(record_id))
+    @authenticate
+    @data_route
+    @operation("getRecord")
+    @arguments(owner_query)
+    @conditional("If-None-Match")
+    @response(record_public, headers=("ETag",))
+    @other_responses({**_NOT_ADMIN, **_NO_RECORD})
+    def get(self, query, collection, record_id):
+        """One own record, with its ETag; 304 when `If-None-Match` already has it."""
+        record = records.find(_owner(query["owner_id"]), collection, _uuid(record_id))
         etag = _etag(record)
         if request.if_none_match.contains_weak(_tag(record)):
             return Response(status=304, headers={"ETag": etag})
-        return record_public.dump(record), 200, {"ETag": etag}
+        return record, {"ETag": etag}
 
-    def put(self, collection, record_id):
+    @authenticate
+    @data_route
+    @operation("replaceRecord")
+    @arguments(no_query)
+    @conditional("If-Match")
+    @body(record_write)
+    @response(record_public, headers=("ETag",))
+    @other_responses({**_NOT_ADMIN, **_NO_RECORD})
+    def put(self, new, collection, record_id):
         """Replace a record's data (no upsert), if `If-Match` allows."""
-        load_query(no_query)
         record_id = _uuid(record_id)
-        data = load_body(record_write)["data"]
-        record = records.replace(g.caller.id, collection, record_id, data, _if_match(record_id))
-        return record_public.dump(record), 200, {"ETag": _etag(record)}
+        versions = _if_match(record_id)
+        record = records.replace(g.caller.id, collection, record_id, new["data"], versions)
+        return record, {"ETag": _etag(record)}
 
-    def patch(self, collection, record_id):
-        """Apply a JSON Merge Patch to a record's data, if `If-Match` allows."""
-        load_query(no_query)
+    @authenticate
+    @data_route
+    @operation("patchRecord")
+    @arguments(no_query)
+    @conditional("If-Match")
+    @body(record_patch, media_types=(JSON, MERGE_PATCH))
+    @response(record_public, headers=("ETag",))
+    @other_responses({409: "Others kept changing the record; retry.", **_NOT_ADMIN, **_NO_RECORD})
+    def patch(self, changes, collection, record_id):
+        """Apply a JSON Merge Patch (RFC 7396) to a record's data, if `If-Match` allows."""
         record_id = _uuid(record_id)
-        changes = load_body(record_patch, media_types=(JSON, MERGE_PATCH))["data"]
-        record = records.patch(g.caller.id, collection, record_id, changes, _if_match(record_id))
-        return record_public.dump(record), 200, {"ETag": _etag(record)}
+        versions = _if_match(record_id)
+        record = records.patch(g.caller.id, collection, record_id, changes["data"], versions)
+        return record, {"ETag": _etag(record)}
 
+    @authenticate
+    @data_route
+    @operation("deleteRecord")
+    @arguments(no_query)
+    @conditional("If-Match")
+    @response(None, 204)
+    @other_responses({**_NOT_ADMIN, **_NO_RECORD})
     def delete(self, collection, record_id):
         """Delete a record, if `If-Match` allows."""
-        load_query(no_query)
         record_id = _uuid(record_id)
         records.delete(g.caller.id, collection, record_id, _if_match(record_id))
-        return _no_content()
 
 
 def _uuid(record_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(record_id)
     except ValueError:
-        raise Problem(404, "No such record.") from None
+        raise NotFound("No such record.") from None
 
 
 def _tag(record) -> str:
@@ -157,7 +239,7 @@ def _if_match(record_id: uuid.UUID) -> frozenset[int] | None:
     if header is None:
         return None
     if not _IF_MATCH.fullmatch(header.strip()):
-        raise Problem(400, 'If-Match must be "*" or a list of quoted ETags, e.g. If-Match: "…".')
+        raise InvalidRequest('If-Match must be "*" or a list of quoted ETags, e.g. If-Match: "…".')
     if request.if_match.star_tag:
         return None
     versions = set()
@@ -166,9 +248,3 @@ def _if_match(record_id: uuid.UUID) -> frozenset[int] | None:
         if match and match["id"] == str(record_id):
             versions.add(int(match["version"]))
     return frozenset(versions)
-
-
-def _no_content() -> Response:
-    response = Response(status=204)
-    del response.headers["Content-Type"]  # no body, so no media type
-    return response

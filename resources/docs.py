@@ -5,6 +5,8 @@ from flask_restful import Resource
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import NotFound
 
+from api.http.operation import operation, response, undocumented
+
 ASSETS = frozenset(
     {
         "swagger-ui.css",
@@ -55,18 +57,24 @@ def _text(body: str, mimetype: str):
 
 
 class Docs(Resource):
+    tag = "operations"
+
+    @operation("docs")
+    @response(None, 200)
     def get(self):
-        """The interactive documentation page."""
+        """Interactive API documentation (HTML)."""
         return _text(PAGE, "text/html")
 
 
 class DocsInit(Resource):
+    @undocumented
     def get(self):
         """The script that points Swagger UI at this API's document."""
         return _text(INIT, "text/javascript")
 
 
 class DocsAsset(Resource):
+    @undocumented
     def get(self, name):
         """One Swagger UI asset, from the installed swagger-ui-bundle package."""
         if name not in ASSETS:

@@ -6,6 +6,8 @@ import orjson
 from flask import Flask, current_app
 from flask_restful import Resource
 
+from api.http.operation import operation, response
+
 SPEC_FILE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "openapi.yaml"
 )
@@ -40,12 +42,20 @@ def _serve(kind: str, mimetype: str):
 
 
 class OpenApiJson(Resource):
+    tag = "operations"
+
+    @operation("openapiJson")
+    @response(None, 200)
     def get(self):
         """This document as JSON."""
         return _serve("json", "application/json")
 
 
 class OpenApiYaml(Resource):
+    tag = "operations"
+
+    @operation("openapiYaml")
+    @response(None, 200)
     def get(self):
         """This document as YAML."""
         return _serve("yaml", "application/yaml")

@@ -3,25 +3,32 @@
 from flask import current_app
 from flask_restful import Resource
 
-from api import signing
-from api.auth import authenticate, introspect_token, require_role
-from api.web import JSON, load_body
-from schemas.tokens import introspection_request
+from api import signing, tokens
+from api.http.auth import authenticate, require_role
+from api.http.operation import body, operation, response
+from api.http.web import JSON
+from schemas.tokens import introspection, introspection_request, jwks
 
 JWKS_MAX_AGE = 300  # seconds other services may cache the key set
 
 
-class Jwks(Resource):
+class KeySet(Resource):
+    @operation("jwks")
+    @response(jwks)
     def get(self):
-        """The public keys that verify access tokens (RFC 7517); none under HS256."""
+        """Public signing keys (RFC 7517); none under HS256."""
+        # Built once at start-up (api/signing), served as those bytes.
         response = current_app.response_class(signing.keyring().jwks, mimetype=JSON)
         response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
         return response
 
 
 class Introspection(Resource):
-    method_decorators = [require_role("service", "admin"), authenticate]
-
-    def post(self):
-        """Whether an access token is live (RFC 7662), with its claims when it is."""
-        return introspect_token(load_body(introspection_request)["token"])
+    @authenticate
+    @require_role("service", "admin")
+    @operation("introspectToken")
+    @body(introspection_request)
+    @response(introspection)
+    def post(self, request):
+        """RFC 7662 token introspection (role service or admin)."""
+        return tokens.introspect_token(request["token"])

@@ -4,13 +4,18 @@ from flask import g
 from flask_restful import Resource
 
 from api import accounts
-from api.auth import authenticate, require_role
-from api.errors import Problem
-from api.idempotency import idempotent
-from api.models import User
-from api.pagination import list_binding, newest_first, page
-from api.ratelimit import auth_limit
-from api.web import V1, load_body, load_query
+from api.http.auth import authenticate, require_role
+from api.http.idempotency import idempotent
+from api.http.limits import auth_limit
+from api.http.operation import (
+    arguments,
+    body,
+    operation,
+    other_responses,
+    paginated,
+    response,
+)
+from api.http.web import V1
 from schemas.users import (
     password_change,
     password_confirmation,
@@ -19,97 +24,105 @@ from schemas.users import (
     user_list_query,
     user_public,
     user_self_update,
-    users_public,
 )
 
-
-def _created(user: User):
-    return user_public.dump(user), 201, {"Location": f"{V1}/users/{user.id}"}
+_TAKEN = {409: "The email address is already registered."}
+# Users are linked from the list that shows them to their reader (an admin), not from
+# registration: its Location names an account that only its owner and admins may read.
+_USER = {"user_id": "$response.body#/items/0/id"}
+_USER_LINKS = dict.fromkeys(("getUser", "updateUser", "deleteUser", "listUserEvents"), _USER)
 
 
 class UserList(Resource):
-    method_decorators = {
-        "get": [require_role("admin"), authenticate],
-        "post": [idempotent, auth_limit("registration")],
-    }
+    @operation("registerUser")
+    @auth_limit("registration")
+    @idempotent
+    @body(user_create)
+    @response(user_public, 201, headers=("Location",))
+    @other_responses(_TAKEN)
+    def post(self, new):
+        """Register a user."""
+        user = accounts.create_user(**new)
+        return user, {"Location": f"{V1}/users/{user.id}"}
 
-    def post(self):
-        """Register a new user."""
-        return _created(accounts.create_user(**load_body(user_create)))
-
-    def get(self):
+    @authenticate
+    @require_role("admin")
+    @operation("listUsers", links=_USER_LINKS)
+    @arguments(user_list_query)
+    @paginated(user_public)
+    def get(self, query):
         """List users, newest first (admin)."""
-        query = load_query(user_list_query)
-        users, next_cursor = newest_first(
-            accounts.user_list(query),
-            User.id,
-            binding=list_binding("users", g.caller.id, query),
-            limit=query["limit"],
-            cursor=query["cursor"],
-        )
-        return page(users_public.dump(users), next_cursor)
+        return accounts.users_page(g.caller, query, limit=query["limit"], cursor=query["cursor"])
 
 
 class Me(Resource):
-    method_decorators = [authenticate]
-
+    @authenticate
+    @operation("getMe")
+    @response(user_public)
     def get(self):
-        """The caller's own profile."""
-        return user_public.dump(g.caller)
+        """Own profile."""
+        return g.caller
 
-    def patch(self):
-        """Change the own name or email (an email change needs current_password)."""
-        changes = load_body(user_self_update)
+    @authenticate
+    @operation("updateMe")
+    @body(user_self_update)
+    @response(user_public)
+    @other_responses(_TAKEN)
+    def patch(self, changes):
+        """Change own name or email (a new email needs current_password)."""
         current_password = changes.pop("current_password", None)
-        user = accounts.get_user(g.caller.id)
-        if "email" in changes and changes["email"] != user.email:
-            accounts.require_password(user, current_password, "current_password")
-        return user_public.dump(accounts.update_user(user, changes, by=g.caller.id))
+        return accounts.update_own_profile(g.caller, changes, current_password=current_password)
 
-    def delete(self):
-        """Delete the own account, its sessions and its records."""
-        body = load_body(password_confirmation)
+    @authenticate
+    @operation("deleteMe")
+    @body(password_confirmation)
+    @response(None, 204)
+    def delete(self, confirmation):
+        """Delete own account, its sessions and its records."""
         user = accounts.get_user(g.caller.id)
-        accounts.require_password(user, body["password"], "password")
+        accounts.require_password(user, confirmation["password"], "password")
         accounts.delete_user(user, by=g.caller.id)
-        return None, 204
 
 
 class MyPassword(Resource):
-    method_decorators = [authenticate]
-
-    def put(self):
-        """Change the own password; every other session is revoked."""
-        body = load_body(password_change)
+    @authenticate
+    @operation("changePassword")
+    @body(password_change)
+    @response(None, 204)
+    def put(self, change):
+        """Change own password; revokes every other session."""
         accounts.change_password(
             accounts.get_user(g.caller.id),
-            current=body["current_password"],
-            new=body["new_password"],
+            current=change["current_password"],
+            new=change["new_password"],
             keep_session=g.caller.session_id,
         )
-        return None, 204
 
 
 class UserItem(Resource):
-    method_decorators = {
-        "get": [authenticate],
-        "patch": [require_role("admin"), authenticate],
-        "delete": [require_role("admin"), authenticate],
-    }
-
+    @authenticate
+    @operation("getUser")
+    @response(user_public)
+    @other_responses({404: "No such user, or another user's (to anyone but an admin)."})
     def get(self, user_id):
-        """One user: admins see anyone, a user only itself (anyone else is 404)."""
-        if g.caller.role != "admin" and g.caller.id != user_id:
-            raise Problem(404, "No such user.")
-        return user_public.dump(accounts.get_user(user_id))
+        """One user (admin, or the user itself)."""
+        return accounts.visible_user(g.caller, user_id)
 
-    def patch(self, user_id):
-        """Change a user's name, email, role or active flag (admin)."""
-        user = accounts.get_user(user_id)
-        changes = load_body(user_admin_update)
-        return user_public.dump(accounts.update_user(user, changes, by=g.caller.id))
+    @authenticate
+    @require_role("admin")
+    @operation("updateUser")
+    @body(user_admin_update)
+    @response(user_public)
+    @other_responses({404: "No such user.", **_TAKEN})
+    def patch(self, changes, user_id):
+        """Change a user (admin); a new role or deactivation revokes its sessions."""
+        return accounts.update_user(accounts.get_user(user_id), changes, by=g.caller.id)
 
+    @authenticate
+    @require_role("admin")
+    @operation("deleteUser")
+    @response(None, 204)
+    @other_responses({404: "No such user."})
     def delete(self, user_id):
         """Delete a user with its sessions and records (admin)."""
         accounts.delete_user(accounts.get_user(user_id), by=g.caller.id)
-        return None, 204

@@ -1,4 +1,4 @@
-"""Fields and schemas shared by every area: timestamps, strict booleans, pagination, problems."""
+"""Fields and schemas shared by every area: timestamps, strict booleans, cursors, pagination."""
 
 from datetime import UTC, datetime
 
@@ -14,7 +14,9 @@ def format_timestamp(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-class Timestamp(fields.Field):
+class Timestamp(fields.DateTime):
+    """RFC 3339 in UTC with a `Z`; a time zone is required on input."""
+
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else format_timestamp(value)
 
@@ -67,12 +69,4 @@ class PageQuery(Schema):
     cursor = Cursor(load_default=None, metadata={"minLength": 1, "maxLength": Cursor.max_length})
 
 
-class ProblemSchema(Schema):
-    """RFC 9457 problem details, as every error is sent."""
-
-    type = fields.String(required=True)
-    title = fields.String(required=True)
-    status = fields.Integer(required=True)
-    detail = fields.String(required=True)
-    request_id = fields.String(allow_none=True)
-    errors = fields.Dict(keys=fields.String())
+page_query = PageQuery()

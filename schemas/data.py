@@ -1,53 +1,10 @@
 """Records and collections: request bodies, responses and the list query."""
 
-import orjson
-from flask import current_app
 from marshmallow import Schema, ValidationError, fields, pre_load, validates
 
 from api import query
+from api.record_rules import content_problem, size_problem
 from schemas.common import PageQuery, Timestamp
-
-MAX_NESTING = 64
-
-
-def content_problem(value: object) -> str | None:
-    """Why a JSON value cannot be stored identically on SQLite and PostgreSQL, or None.
-
-    PostgreSQL's JSONB refuses U+0000 in strings; numbers beyond 64 bits are exact on one
-    database and rounded on the other; deep nesting overflows the JSON encoders.
-    """
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_NESTING:
-            return f"Must not nest objects and arrays more than {MAX_NESTING} levels deep."
-        if isinstance(node, dict):
-            if any("\x00" in key for key in node):
-                return "Keys must not contain U+0000."
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
-        elif isinstance(node, str) and "\x00" in node:
-            return "Strings must not contain U+0000."
-        elif isinstance(node, int | float) and not isinstance(node, bool):
-            if not query.in_int64(node):
-                return "Numbers must lie between -2^63 and 2^63."
-    return None
-
-
-def size_problem(data: dict) -> str | None:
-    """Why `data` is too large (its compact JSON is over COFFER_MAX_RECORD_BYTES), or None."""
-    limit = current_app.config["COFFER_MAX_RECORD_BYTES"]
-    if len(orjson.dumps(data)) > limit:
-        return f"Must be at most {limit} bytes as compact JSON."
-    return None
-
-
-def check_record_size(data: dict) -> None:
-    """422 on `data` when it is too large (a merge patch's result, say)."""
-    problem = size_problem(data)
-    if problem:
-        raise ValidationError({"data": [problem]})
 
 
 class RecordWrite(Schema):
@@ -112,8 +69,7 @@ class RecordListQuery(PageQuery):
 record_write = RecordWrite()
 record_patch = RecordPatch()
 record_public = RecordPublic()
-records_public = RecordPublic(many=True)
-collections_public = CollectionPublic(many=True)
+collection_public = CollectionPublic()
 owner_query = OwnerQuery()
 record_list_query = RecordListQuery()
 no_query = Schema()  # write routes take no query parameters

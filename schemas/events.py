@@ -2,10 +2,10 @@
 
 from marshmallow import Schema, fields
 
-from schemas.common import PageQuery, Timestamp
+from schemas.common import Timestamp
 
 
-class SecurityEventPublic(Schema):
+class SecurityEvent(Schema):
     id = fields.UUID()
     type = fields.String()
     user_id = fields.UUID(allow_none=True)
@@ -16,5 +16,4 @@ class SecurityEventPublic(Schema):
     details = fields.Dict(keys=fields.String())
 
 
-events_public = SecurityEventPublic(many=True)
-event_list_query = PageQuery()
+security_event = SecurityEvent()

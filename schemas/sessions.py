@@ -1,10 +1,9 @@
 """Session schemas: log-in and refresh requests, sessions and token responses."""
 
-from flask import g
 from marshmallow import Schema, fields, validate
 
 from schemas.common import PageQuery, Timestamp
-from schemas.users import EmailLookup
+from schemas.users import EmailLookup, UserPublic
 
 
 class LoginRequest(Schema):
@@ -25,12 +24,21 @@ class SessionPublic(Schema):
     created_at = Timestamp()
     last_used_at = Timestamp()
     expires_at = Timestamp()
-    current = fields.Method("is_current")
+    current = fields.Boolean(metadata={"description": "The session of the presented token."})
 
-    def is_current(self, session) -> bool:
-        caller = g.get("caller")  # an authenticated request, or a log-in / refresh
-        current = caller.session_id if caller is not None else g.get("issued_session_id")
-        return current == session.id
+
+class Tokens(Schema):
+    """What a log-in or a refresh answers."""
+
+    access_token = fields.String(
+        required=True, metadata={"description": "JWT, sent as a Bearer token"}
+    )
+    token_type = fields.String(required=True, validate=validate.OneOf(["Bearer"]))
+    expires_in = fields.Integer(required=True, metadata={"description": "seconds"})
+    refresh_token = fields.String(required=True)
+    refresh_expires_in = fields.Integer(required=True, metadata={"description": "seconds"})
+    session = fields.Nested(SessionPublic, required=True)
+    user = fields.Nested(UserPublic, required=True)
 
 
 class RevokeAllQuery(Schema):
@@ -40,6 +48,6 @@ class RevokeAllQuery(Schema):
 login_request = LoginRequest()
 refresh_request = RefreshRequest()
 session_public = SessionPublic()
-sessions_public = SessionPublic(many=True)
+tokens = Tokens()
 session_list_query = PageQuery()
 revoke_all_query = RevokeAllQuery()

@@ -16,9 +16,10 @@ from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
 from api import create_app
-from api.auth import hash_password, issue_access_token
 from api.extensions import db
 from api.models import Session, User, utcnow
+from api.passwords import hash_password
+from api.tokens import issue_access_token
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")

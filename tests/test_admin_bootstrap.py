@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session as OrmSession
 
 import api.accounts
 import api.cli
-from api.auth import hash_password
 from api.extensions import db
 from api.models import User
+from api.passwords import hash_password
 
 API = "/api/v1"
 PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py

@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
-from api.auth import verify_password
 from api.extensions import db
 from api.models import User
+from api.passwords import verify_password
 
 API = "/api/v1"
 ME = f"{API}/users/me"

@@ -166,7 +166,7 @@ def test_a_token_verified_once_still_expires(app, client, user, monkeypatch):
     token = sign(app, claims_for(app, user, exp=int(time.time()) + 60))
     assert get_me(client, token).status_code == 200  # verified, and remembered
     later = time.time() + 60 + 31  # past exp and the 30 s leeway
-    monkeypatch.setattr("api.auth.time.time", lambda: later)
+    monkeypatch.setattr("api.tokens.time.time", lambda: later)
     assert_refused(get_me(client, token))
 
 

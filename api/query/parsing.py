@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 from werkzeug.datastructures import MultiDict
 
-from api.errors import Problem
+from api.errors import InvalidRequest
 from api.query.dialects import CONTAINER, NUMBER, STRING, int64_or_float, rank_of
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
@@ -41,9 +41,9 @@ class Listing:
     sort: tuple[SortKey, ...]  # always includes id, the final tie-breaker
 
 
-def bad_parameter(param: str, message: str) -> Problem:
+def bad_parameter(param: str, message: str) -> InvalidRequest:
     """A 400 that names the query parameter at fault."""
-    return Problem(400, message, errors={param: [message]})
+    return InvalidRequest(message, errors={param: [message]})
 
 
 def is_filter(name: str) -> bool:

@@ -1,7 +1,6 @@
-"""Security primitives: password hashing and policy, access tokens, refresh tokens, and the
-decorators that authenticate a request and check its role."""
+"""Tokens: access tokens (JWTs) issued and verified, opaque refresh tokens, and the live
+caller behind an access token (its session is read on every use: revocation is immediate)."""
 
-import base64
 import functools
 import hashlib
 import hmac
@@ -12,18 +11,15 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from importlib import resources as package_files
 from types import MappingProxyType
 
 import jwt
 import sqlalchemy as sa
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app
 
-from api import database, ratelimit, signing
-from api.email_address import InvalidEmail, normalise_email
-from api.errors import Problem
+from api import database, signing
+from api.errors import Unauthenticated
+from api.keys import b64url_encode, derive_key
 from api.models import Session, User, utcnow
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: tells access tokens apart from any other JWT
@@ -32,67 +28,8 @@ STRING_CLAIMS = ("sub", "sid", "role", "jti")  # `iss` and `aud` are PyJWT's to 
 TIME_CLAIMS = ("iat", "nbf", "exp")
 CLOCK_LEEWAY = 30  # seconds of clock skew tolerated on iat/nbf/exp
 VERIFIED_TOKENS = 1024  # access tokens whose verification each worker remembers
-MAX_PASSWORD_LENGTH = 256
 # Sessions are touched at most this often; `last_used_at` is informational.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-# --- passwords ------------------------------------------------------------------------------
-
-
-def _load_common_passwords() -> frozenset[str]:
-    text = package_files.files("api").joinpath("data/common-passwords.txt").read_text("utf-8")
-    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
-
-
-COMMON_PASSWORDS = _load_common_passwords()
-
-
-def password_problems(password: str, email: str | None) -> list[str]:
-    """What is wrong with a new password under NIST SP 800-63B; empty when it is acceptable."""
-    minimum = current_app.config["COFFER_PASSWORD_MIN_LENGTH"]
-    if len(password) < minimum:
-        return [f"Must be at least {minimum} characters long."]
-    if len(password) > MAX_PASSWORD_LENGTH:
-        return [f"Must be at most {MAX_PASSWORD_LENGTH} characters long."]
-    if email and _is_the_email(password, email):
-        return ["Must not be the email address."]
-    if password.lower() in COMMON_PASSWORDS:
-        return ["Is too common; choose a less predictable password."]
-    return []
-
-
-def _is_the_email(password: str, email: str) -> bool:
-    """Whether the password is the address in another spelling (case, spaces, full-width)."""
-    try:
-        return normalise_email(password) == normalise_email(email)
-    except InvalidEmail:  # a format character: no address reads like that
-        return False
-
-
-def hasher() -> PasswordHasher:
-    return current_app.extensions["coffer_hasher"]
-
-
-def hash_password(password: str) -> str:
-    return hasher().hash(password)
-
-
-def verify_password(user: User | None, password: str) -> bool:
-    """Check a password in constant work: an unknown user costs the same as a wrong password."""
-    stored = user.password_hash if user else current_app.extensions["coffer_dummy_hash"]
-    try:
-        hasher().verify(stored, password)
-    except (VerificationError, InvalidHashError):
-        return False
-    if user is None:
-        return False
-    if hasher().check_needs_rehash(stored):
-        user.password_hash = hash_password(password)
-    return True
-
-
-# --- access tokens --------------------------------------------------------------------------
 
 
 def issue_access_token(user: User, session: Session) -> tuple[str, int]:
@@ -178,9 +115,6 @@ def _is_numeric_date(value: object) -> bool:
     return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
-# --- refresh tokens -------------------------------------------------------------------------
-
-
 def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)  # 256 bits
 
@@ -189,30 +123,11 @@ def child_refresh_token(parent: str) -> str:
     """The token that rotation hands out for `parent`: derived, so a replay can re-send it
     without Coffer ever storing a refresh token in clear."""
     key = current_app.extensions["coffer_refresh_key"]
-    digest = hmac.new(key, parent.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return b64url_encode(hmac.new(key, parent.encode(), hashlib.sha256).digest())
 
 
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
-
-
-# --- request authentication -----------------------------------------------------------------
-
-
-def unauthorized(description: str, *, error: str | None = "invalid_token") -> Problem:
-    challenge = 'Bearer realm="coffer"'
-    if error:
-        challenge += f', error="{error}", error_description="{description}"'
-    return Problem(401, description, headers={"WWW-Authenticate": challenge})
-
-
-def _bearer_token() -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +186,19 @@ def _live_caller(claims: Mapping, *, touch: bool) -> tuple[Caller | None, str | 
     return Caller(*row[: len(Caller.__slots__) - 1], session_id=session_id), None
 
 
+def live_caller(token: str) -> Caller:
+    """The caller behind an access token of a live session; Unauthenticated for any other
+    token. Records the use of the session (at most once a LAST_USED_RESOLUTION)."""
+    try:
+        claims = decode_access_token(token)
+    except (jwt.PyJWTError, ValueError):
+        raise Unauthenticated("The access token is invalid or expired.") from None
+    caller, refusal = _live_caller(claims, touch=True)
+    if refusal:
+        raise Unauthenticated(refusal)
+    return caller
+
+
 def introspect_token(token: str) -> dict:
     """RFC 7662: the claims of a live access token, or just `active: false` for any other."""
     try:
@@ -287,63 +215,10 @@ def introspect_token(token: str) -> dict:
     }
 
 
-def authenticate(view):
-    """Require a valid access token of a live session; sets `g.caller`."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        if "access_token" in request.args:
-            raise unauthorized(
-                "Tokens are accepted only in the Authorization header.", error="invalid_request"
-            )
-        token = _bearer_token()
-        if token is None:
-            raise unauthorized("Authentication is required.", error=None)
-        try:
-            claims = decode_access_token(token)
-        except (jwt.PyJWTError, ValueError):
-            raise unauthorized("The access token is invalid or expired.") from None
-        caller, refusal = _live_caller(claims, touch=True)
-        if refusal:
-            raise unauthorized(refusal)
-        # Counted only once the session is known to be live: a revoked or stolen token must
-        # not spend its user's limit and lock the user out (API.md: Sessions).
-        ratelimit.enforce_api_limit(claims["sub"])
-        g.caller = caller
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
-def require_role(*roles: str):
-    """Allow only these roles (checked against the database, never the token alone)."""
-
-    def decorator(view):
-        @functools.wraps(view)
-        def wrapper(*args, **kwargs):
-            if g.caller.role not in roles:
-                raise Problem(403, "Your role does not allow this operation.")
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorator
-
-
 def init_app(app: Flask) -> None:
-    config = app.config
-    app.extensions["coffer_hasher"] = PasswordHasher(
-        time_cost=config["COFFER_ARGON2_TIME_COST"],
-        memory_cost=config["COFFER_ARGON2_MEMORY_KIB"],
-        parallelism=config["COFFER_ARGON2_PARALLELISM"],
+    app.extensions["coffer_refresh_key"] = derive_key(
+        app.config["COFFER_SECRET_KEY"], "coffer refresh-token v1"
     )
-    # Verified against when the email is unknown, so that both paths cost one argon2 check.
-    app.extensions["coffer_dummy_hash"] = app.extensions["coffer_hasher"].hash(
-        secrets.token_urlsafe(16)
-    )
-    app.extensions["coffer_refresh_key"] = hmac.new(
-        config["COFFER_SECRET_KEY"].encode(), b"coffer refresh-token v1", hashlib.sha256
-    ).digest()
     signing.init_app(app)
     # Per app (its keys, issuer and audience); failures are never cached.
     app.extensions["coffer_verified_tokens"] = functools.lru_cache(maxsize=VERIFIED_TOKENS)(

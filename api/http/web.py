@@ -4,12 +4,12 @@ import re
 import uuid
 
 import orjson
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.sessions import SessionInterface
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from api.errors import Problem
+from api.http.problems import Problem
 
 V1 = "/api/v1"
 JSON = "application/json"
@@ -24,6 +24,18 @@ _SPEC_PATHS = frozenset({f"{V1}/openapi.json", f"{V1}/openapi.yaml"})
 def client_ip() -> str:
     """The client address; ProxyFix (configured by COFFER_TRUSTED_PROXIES) makes it the real one."""
     return request.remote_addr or "unknown"
+
+
+def event_context() -> dict:
+    """Where a security event happened: the client, its user agent and session, if any."""
+    if not has_request_context():
+        return {}
+    caller = g.get("caller")
+    return {
+        "ip": client_ip(),
+        "user_agent": (request.user_agent.string or "")[:512] or None,
+        "session_id": caller.session_id if caller is not None else None,
+    }
 
 
 def request_body() -> bytes:
@@ -53,7 +65,7 @@ def load_json(*, media_types: tuple[str, ...] = (JSON,)) -> object:
 
 
 def load_body(schema: Schema, *, media_types: tuple[str, ...] = (JSON,)) -> dict:
-    """Parse and validate the JSON body; a ValidationError becomes 422 in api/errors.py."""
+    """Parse and validate the JSON body; a ValidationError becomes 422 in api/http/problems.py."""
     body = load_json(media_types=media_types)
     if not isinstance(body, dict):  # marshmallow would say only "Invalid input type."
         message = "The request body must be a JSON object."

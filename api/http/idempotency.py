@@ -15,10 +15,11 @@ from flask import g, request
 from flask_restful.utils import unpack
 from sqlalchemy.exc import IntegrityError
 
-from api.errors import Problem
 from api.extensions import db
+from api.http.operation import declare
+from api.http.problems import Problem
+from api.http.web import client_ip, json_response, request_body
 from api.models import IdempotencyKey, utcnow
-from api.web import client_ip, json_response, request_body
 
 RETENTION = timedelta(hours=24)
 # A claim this old without a response belongs to a request that died; it may be taken over.
@@ -113,4 +114,5 @@ def idempotent(view):
         db.session.commit()
         return result
 
+    declare(wrapper).idempotent = True
     return wrapper

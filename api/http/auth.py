@@ -1,0 +1,58 @@
+"""Request authentication: the bearer token of the Authorization header, the live caller
+behind it (api/tokens.py), and role checks. Each decorator marks its operation."""
+
+import functools
+
+from flask import g, request
+
+from api import ratelimit, tokens
+from api.errors import Forbidden, Unauthenticated
+from api.http.operation import declare
+
+
+def _bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def authenticate(view):
+    """Require a valid access token of a live session; sets `g.caller`."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if "access_token" in request.args:
+            raise Unauthenticated(
+                "Tokens are accepted only in the Authorization header.", reason="invalid_request"
+            )
+        token = _bearer_token()
+        if token is None:
+            raise Unauthenticated("Authentication is required.", reason=None)
+        caller = tokens.live_caller(token)
+        # Counted only once the session is known to be live: a revoked or stolen token must
+        # not spend its user's limit and lock the user out (API.md: Sessions).
+        ratelimit.enforce_api_limit(str(caller.id))
+        g.caller = caller
+        return view(*args, **kwargs)
+
+    declare(wrapper).auth = True
+    return wrapper
+
+
+def require_role(*roles: str):
+    """Allow only these roles (as the database has them, never the token alone). Goes below
+    @authenticate, which reads the caller."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            if g.caller.role not in roles:
+                raise Forbidden("Your role does not allow this operation.")
+            return view(*args, **kwargs)
+
+        declare(wrapper).roles = roles
+        return wrapper
+
+    return decorator

@@ -1,0 +1,51 @@
+"""Rate limits over HTTP: the per-IP limit of the auth routes, and the X-RateLimit headers of
+the tightest window a request was counted in (api/ratelimit.py counts)."""
+
+import functools
+
+from flask import Flask, Response, g
+
+from api import ratelimit
+from api.http.operation import declare
+from api.http.web import client_ip
+
+
+def auth_limit(scope: str):
+    """Limit a view by COFFER_RATE_LIMIT_AUTH per client IP, on the counter `scope`."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            ratelimit.enforce_auth_limit(scope, client_ip())
+            return view(*args, **kwargs)
+
+        declare(wrapper).limited = True
+        return wrapper
+
+    return decorator
+
+
+def _shown(window: ratelimit.Window) -> None:
+    """Keep the window that the headers show: the tightest, or the one that refused."""
+    shown = g.get("rate_window")
+    if (
+        shown is None
+        or not window.allowed
+        or (shown.allowed and window.remaining < shown.remaining)
+    ):
+        g.rate_window = window
+
+
+def _headers(response: Response) -> Response:
+    window = g.get("rate_window")
+    if window is not None:
+        headers = response.headers
+        headers["X-RateLimit-Limit"] = str(window.limit.amount)
+        headers["X-RateLimit-Remaining"] = str(window.remaining)
+        headers["X-RateLimit-Reset"] = str(int(window.reset))
+    return response
+
+
+def init_app(app: Flask) -> None:
+    ratelimit.counted.connect(_shown)
+    app.after_request(_headers)

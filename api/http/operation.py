@@ -1,0 +1,205 @@
+"""Each operation is declared once, on its Resource method, by decorators that do the work and
+document it, in the spirit of APIFairy and flask-smorest:
+
+    @authenticate
+    @operation("updateMe")
+    @body(user_self_update)
+    @response(user_public)
+    @other_responses({409: "The address is taken."})
+    def patch(self, changes): ...
+
+`body` and `arguments` load and validate, and hand the result to the view as an argument (in
+the order the decorators are listed); `response` and `paginated` dump what the view returns.
+`authenticate`, `require_role`, the limits, `idempotent` and `if_match` mark themselves. The
+spec builder (api/http/spec.py) reads the declarations: nothing else describes an operation.
+"""
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Response
+from marshmallow import Schema
+
+from api.http.pagination import page
+from api.http.web import JSON, load_body, load_query
+
+_DECLARATION = "__coffer_operation__"
+
+
+@dataclass
+class Operation:
+    """What one Resource method takes, answers and requires."""
+
+    op_id: str | None = None
+    links: dict[str, dict] = field(default_factory=dict)  # operationId -> link parameters
+    body: Schema | None = None
+    body_types: tuple[str, ...] = (JSON,)
+    query: Schema | None = None
+    query_parameters: tuple[dict, ...] = ()  # what no schema can say (the data filters)
+    path_parameters: dict[str, dict] = field(default_factory=dict)
+    success: int | None = None
+    schema: Schema | None = None  # of the success body; None: no body
+    paged: bool = False  # the body is a page of `schema` items
+    headers: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    responses: dict[int, str] = field(default_factory=dict)  # further statuses -> when
+    auth: bool = False
+    roles: tuple[str, ...] = ()
+    limited: bool = False  # a per-IP limit of its own (log-in, registration, refresh)
+    idempotent: bool = False
+    conditional: str | None = None  # If-Match / If-None-Match
+    documented: bool = True
+
+
+def declaration(view: Callable) -> Operation | None:
+    """The declaration of a view, or None for a view that nothing declared."""
+    return getattr(view, _DECLARATION, None)
+
+
+def declare(view: Callable) -> Operation:
+    """The declaration of `view`, made on first use. functools.wraps copies it onto every
+    wrapper, so each decorator of a method adds to one and the same declaration."""
+    found = view.__dict__.get(_DECLARATION)
+    if found is None:
+        found = Operation()
+        setattr(view, _DECLARATION, found)
+    return found
+
+
+def operation(op_id: str, *, links: dict[str, dict] | None = None):
+    """Name the operation (its OpenAPI operationId) and the operations its answer links to."""
+
+    def decorator(view):
+        op = declare(view)
+        op.op_id = op_id
+        op.links = links or {}
+        return view
+
+    return decorator
+
+
+def undocumented(view):
+    """A route deliberately left out of the spec (the documentation page's own assets)."""
+    declare(view).documented = False
+    return view
+
+
+def body(schema: Schema, *, media_types: tuple[str, ...] = (JSON,)):
+    """Load the JSON body with `schema` (400/413/415/422 when it cannot) and pass it on."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            return view(*args, load_body(schema, media_types=media_types), **kwargs)
+
+        op = declare(wrapper)
+        op.body, op.body_types = schema, media_types
+        return wrapper
+
+    return decorator
+
+
+def arguments(schema: Schema, *, parameters: tuple[dict, ...] = ()):
+    """Load the query string with `schema` (400 malformed, 422 out of range) and pass it on.
+
+    A schema without fields only refuses query parameters, and passes nothing. `parameters`
+    documents query parameters that the view parses itself (the data filters).
+    """
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            loaded = load_query(schema)
+            if not schema.fields:
+                return view(*args, **kwargs)
+            return view(*args, loaded, **kwargs)
+
+        op = declare(wrapper)
+        op.query, op.query_parameters = schema, parameters
+        return wrapper
+
+    return decorator
+
+
+def response(schema: Schema | None, status: int = 200, *, headers: tuple[str, ...] = ()):
+    """Dump the view's result with `schema` (None: an empty body) under `status`.
+
+    The view returns the object, or (object, headers); a Response it returns (a 304, say)
+    passes through. `headers` names the response headers that the view sets.
+    """
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            result = view(*args, **kwargs)
+            if isinstance(result, Response):
+                return result
+            found, extra = result if isinstance(result, tuple) else (result, {})
+            if schema is None:
+                return no_content(status, extra)
+            return schema.dump(found), status, extra
+
+        _answers(wrapper, schema, status, headers)
+        return wrapper
+
+    return decorator
+
+
+def paginated(schema: Schema):
+    """The view returns (items, next_cursor): answer the page envelope of `schema` items, with
+    `Link: rel="next"` when there is a next page."""
+    many = schema.__class__(many=True)
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            items, next_cursor = view(*args, **kwargs)
+            return page(many.dump(items), next_cursor)
+
+        _answers(wrapper, schema, 200, ("Link",))
+        declare(wrapper).paged = True
+        return wrapper
+
+    return decorator
+
+
+def other_responses(responses: dict[int, str]):
+    """The statuses besides the success that only the view knows of (404, 409 …), with when."""
+
+    def decorator(view):
+        declare(view).responses.update(responses)
+        return view
+
+    return decorator
+
+
+def path_parameter(name: str, schema: dict):
+    """Document a path parameter that its URL converter says too little of."""
+
+    def decorator(view):
+        declare(view).path_parameters[name] = schema
+        return view
+
+    return decorator
+
+
+def no_content(status: int = 204, headers: dict | None = None) -> Response:
+    response = Response(status=status, headers=headers)
+    del response.headers["Content-Type"]  # no body, so no media type
+    return response
+
+
+def _answers(view, schema: Schema | None, status: int, headers: tuple[str, ...]) -> None:
+    op = declare(view)
+    op.success, op.schema = status, schema
+    op.headers[status] = headers
+
+
+def conditional(header: str):
+    """Document that the view honours a conditional header (If-Match, If-None-Match)."""
+
+    def decorator(view):
+        declare(view).conditional = header
+        return view
+
+    return decorator

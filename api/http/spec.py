@@ -1,0 +1,218 @@
+"""The OpenAPI 3.1 document, built from the routes alone: Flask's url_map gives the paths, each
+Resource method's declaration (api/http/operation.py) its operation, and the marshmallow
+schemas every body. A route whose method has no declaration fails the build.
+
+`make openapi` regenerates openapi.yaml; a test fails when the committed file differs.
+"""
+
+import re
+from http import HTTPStatus
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.common import resolve_schema_cls
+from flask import Flask
+from marshmallow import Schema
+from werkzeug.routing import Rule
+
+from api.http.operation import Operation, declaration
+from api.http.problems import ProblemSchema
+
+TITLE = "Coffer"
+VERSION = "1.0.0"
+DESCRIPTION = "Users, JWT sessions and owner-scoped JSON records."
+_CONVERTER = re.compile(r"<(?:(?P<kind>[a-z]+):)?(?P<name>[a-z_]+)>")
+_CONVERTER_SCHEMAS = {"uuid": {"type": "string", "format": "uuid"}, None: {"type": "string"}}
+_CONVERTER_SCHEMAS["string"] = _CONVERTER_SCHEMAS[None]
+
+HEADERS = {
+    "X-Request-ID": "The request's id: yours when sane, else generated.",
+    "Location": "URL of the created resource.",
+    "Link": 'RFC 8288 `<…>; rel="next"` when there is a next page (a relative reference).',
+    "ETag": "Strong validator of the record's current version.",
+    "Retry-After": "Seconds to wait before retrying.",
+    "WWW-Authenticate": "RFC 6750 Bearer challenge.",
+    "Allow": "Methods the resource supports.",
+    "X-RateLimit-Limit": "Requests allowed in the current window.",
+    "X-RateLimit-Remaining": "Requests left in the current window.",
+    "X-RateLimit-Reset": "Unix time at which the window resets.",
+}
+_INTEGER_HEADERS = frozenset({"Retry-After", *(h for h in HEADERS if h.startswith("X-Rate"))})
+PROBLEM_HEADERS = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}
+RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+def build_spec(app: Flask) -> dict:
+    """The whole document; raises when a routed method declares no operation."""
+    spec = APISpec(
+        TITLE,
+        VERSION,
+        "3.1.0",
+        plugins=[MarshmallowPlugin()],
+        info={"description": DESCRIPTION, "license": {"name": "MIT", "identifier": "MIT"}},
+    )
+    spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    for name, description in HEADERS.items():
+        kind = "integer" if name in _INTEGER_HEADERS else "string"
+        spec.components.header(name, {"description": description, "schema": {"type": kind}})
+    _component(spec, ProblemSchema)
+    tags: list[str] = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        view_class = getattr(app.view_functions[rule.endpoint], "view_class", None)
+        operations = {}
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            op = _declared(view_class, method, rule)
+            if op.documented:
+                tag = getattr(view_class, "tag", None) or view_class.__module__.rsplit(".")[-1]
+                tags += [tag] if tag not in tags else []
+                operations[method.lower()] = _operation(spec, rule, op, view_class, method, tag)
+        if operations:
+            spec.path(path=_CONVERTER.sub(r"{\g<name>}", rule.rule), operations=operations)
+    for tag in tags:  # in routing order, which puts users and sessions first in /docs
+        spec.tag({"name": tag})
+    document = spec.to_dict()
+    document["paths"] = dict(sorted(document["paths"].items()))
+    return document
+
+
+def _declared(view_class, method: str, rule: Rule) -> Operation:
+    view = getattr(view_class, method.lower(), None) if view_class else None
+    op = declaration(view) if view else None
+    if op is None or (op.documented and op.op_id is None):
+        raise RuntimeError(
+            f"{method} {rule.rule} declares no operation: decorate "
+            f"{getattr(view_class, '__name__', rule.endpoint)}.{method.lower()} with @operation"
+        )
+    return op
+
+
+def _component(spec: APISpec, schema: Schema | type[Schema]) -> str:
+    """The component name of a schema, registered on first use."""
+    cls = resolve_schema_cls(schema)
+    name = cls.__name__.removesuffix("Schema")
+    if name not in spec.components.schemas:
+        spec.components.schema(name, schema=cls)
+    return name
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _success_schema(spec: APISpec, op: Operation) -> dict | None:
+    if op.schema is None:
+        return None
+    item = _component(spec, op.schema)
+    if not op.paged:
+        return _ref(item)
+    name = f"Page_{item}"
+    if name not in spec.components.schemas:
+        spec.components.schema(
+            name,
+            {
+                "type": "object",
+                "required": ["items", "next_cursor"],
+                "properties": {
+                    "items": {"type": "array", "items": _ref(item)},
+                    "next_cursor": {"type": ["string", "null"]},
+                },
+            },
+        )
+    return _ref(name)
+
+
+def _statuses(op: Operation) -> dict[int, str | None]:
+    """Every status the operation can answer: the ones its decorators imply, then its own."""
+    statuses: dict[int, str | None] = {op.success: None, 414: None, 503: None}
+    if op.body is not None:
+        statuses.update(dict.fromkeys((400, 413, 415, 422)))
+    if op.query is not None:
+        statuses.update(dict.fromkeys((400, 422) if op.query.fields else (400,)))
+    if op.auth:
+        statuses.update(dict.fromkeys((401, 429)))
+    if op.roles:
+        statuses[403] = None
+    if op.limited:
+        statuses[429] = None
+    if op.idempotent:
+        statuses.update(dict.fromkeys((400, 409, 422)))
+    if op.conditional == "If-Match":
+        statuses.update(dict.fromkeys((400, 412)))
+    elif op.conditional == "If-None-Match":
+        statuses[304] = None
+    statuses.update(op.responses)
+    return dict(sorted(statuses.items()))
+
+
+def _response(spec: APISpec, status: int, when: str | None, op: Operation) -> dict:
+    own = op.headers.get(op.success if status == 304 else status, ())  # a 304 repeats the ETag
+    names = ["X-Request-ID", *own, *PROBLEM_HEADERS.get(status, ())]
+    if op.auth or op.limited:
+        names += RATE_HEADERS
+    response: dict = {
+        "description": when or HTTPStatus(status).phrase,
+        "headers": {name: {"$ref": f"#/components/headers/{name}"} for name in names},
+    }
+    if status >= 400:
+        response["content"] = {"application/problem+json": {"schema": _ref("Problem")}}
+    elif status == op.success and op.schema is not None:
+        response["content"] = {"application/json": {"schema": _success_schema(spec, op)}}
+    if status == op.success and op.links:
+        response["links"] = {
+            target: {"operationId": target, "parameters": parameters}
+            for target, parameters in op.links.items()
+        }
+    return response
+
+
+def _parameters(rule: Rule, op: Operation) -> list[dict]:
+    parameters = [
+        {
+            "name": match["name"],
+            "in": "path",
+            "required": True,
+            "schema": op.path_parameters.get(match["name"], _CONVERTER_SCHEMAS[match["kind"]]),
+        }
+        for match in _CONVERTER.finditer(rule.rule)
+    ]
+    if op.query is not None and op.query.fields:
+        parameters.append({"in": "query", "schema": op.query.__class__})
+    parameters += op.query_parameters
+    if op.conditional:
+        parameters.append(_header(op.conditional, "An ETag from an earlier response, or *."))
+    if op.idempotent:
+        parameters.append(_header("Idempotency-Key", None, minLength=1, maxLength=255))
+    return parameters
+
+
+def _header(name: str, description: str | None, **limits) -> dict:
+    header = {"in": "header", "name": name, "required": False}
+    if description:
+        header["description"] = description
+    header["schema"] = {"type": "string", **limits}
+    return header
+
+
+def _operation(spec, rule: Rule, op: Operation, view_class, method: str, tag: str) -> dict:
+    view = getattr(view_class, method.lower())
+    result: dict = {
+        "operationId": op.op_id,
+        "summary": (view.__doc__ or "").strip().splitlines()[0].rstrip("."),
+        "tags": [tag],
+        "responses": {
+            str(status): _response(spec, status, when, op) for status, when in _statuses(op).items()
+        },
+    }
+    parameters = _parameters(rule, op)
+    if parameters:
+        result["parameters"] = parameters
+    if op.body is not None:
+        name = _component(spec, op.body)
+        content = {media_type: {"schema": _ref(name)} for media_type in op.body_types}
+        result["requestBody"] = {"required": True, "content": content}
+    result["security"] = [{"bearerAuth": []}] if op.auth else []
+    return result
