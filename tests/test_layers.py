@@ -96,3 +96,9 @@ def test_no_module_imports_itself_in_a_circle():
     for module in sorted(graph):
         visit(module, [])
     assert not cycles, "import cycles: " + "; ".join(" → ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) == "resources"))
+def test_a_resource_writes_no_sql_and_signs_no_token(module):
+    roots = {name.split(".")[0] for name, _ in _imports(module)}
+    assert not roots & {"sqlalchemy", "jwt", "flask_sqlalchemy"}, module
