@@ -191,7 +191,8 @@ def _detail(cfg, status: int, exc: BaseException) -> str:
 
 
 def _problem_response(status: int, detail: str) -> bytes:
-    """A whole HTTP response carrying api/http/problems.py's problem body; it closes the connection."""
+    """A whole HTTP response carrying api/http/problems.py's problem body; it closes the
+    connection."""
     title = _TITLES.get(status) or HTTPStatus(status).phrase
     request_id = uuid.uuid4().hex  # no app, no request id yet: a fresh one, as the app makes
     problem = {

@@ -113,7 +113,11 @@ class _Handle:
 
     def __init__(self, path: str) -> None:
         # isolation_level=None: every statement is its own transaction, held while it runs.
-        self.connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        # Only its own thread uses a handle, but the finalizer closing it runs on whichever
+        # thread drops it last; check_same_thread would make that close raise.
+        self.connection = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
         self.lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         weakref.finalize(self, _close, self.connection, self.lock, _pid)
         self.write("PRAGMA journal_mode = WAL")  # readers never wait for writers
