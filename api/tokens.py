@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import math
 import secrets
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import jwt
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from api import database, signing
+from api import clock, database, signing
 from api.errors import Unauthenticated
 from api.keys import b64url_encode, derive_key
 from api.models import Session, User, utcnow
@@ -35,7 +34,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 def issue_access_token(user: User, session: Session) -> tuple[str, int]:
     config = current_app.config
     ttl = config["COFFER_ACCESS_TOKEN_TTL"]
-    now = int(datetime.now().timestamp())
+    now = int(clock.timestamp())
     claims = {
         "iss": config["COFFER_JWT_ISSUER"],
         "aud": config["COFFER_JWT_AUDIENCE"],
@@ -65,7 +64,7 @@ def decode_access_token(token: str) -> Mapping:
     asks the database on every request.
     """
     claims = current_app.extensions["coffer_verified_tokens"](token)
-    now = time.time()
+    now = clock.timestamp()
     if claims["exp"] <= now - CLOCK_LEEWAY:
         raise jwt.ExpiredSignatureError("the token has expired")
     if claims["nbf"] > now + CLOCK_LEEWAY or claims["iat"] > now + CLOCK_LEEWAY:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import API, bearer, log_in, register
 from sqlalchemy.orm import Session as OrmSession
 
 import api.accounts
@@ -21,15 +22,9 @@ from api.extensions import db
 from api.models import User
 from api.passwords import hash_password
 
-API = "/api/v1"
-PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
 ADMIN_PASSWORD = "violet lantern harbour ninety"
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = {"COFFER_ADMIN_EMAIL": "root@example.com", "COFFER_ADMIN_PASSWORD": ADMIN_PASSWORD}
-
-
-def log_in(client, email: str, password: str):
-    return client.post(f"{API}/sessions", json={"email": email, "password": password})
 
 
 def stored(app, email: str) -> User | None:
@@ -84,9 +79,7 @@ def test_start_up_creates_the_admin_when_there_is_no_admin(make_app):
     assert response.status_code == 201
     tokens = response.get_json()
     assert tokens["user"]["role"] == "admin" and tokens["user"]["is_active"] is True
-    listed = client.get(
-        f"{API}/users", headers={"Authorization": f"Bearer {tokens['access_token']}"}
-    )
+    listed = client.get(f"{API}/users", headers=bearer(tokens["access_token"]))
     assert listed.status_code == 200
 
 
@@ -106,11 +99,10 @@ def test_start_up_leaves_an_account_registered_under_that_address_as_it_is(
     booted, account_warnings
 ):
     client = booted.app.test_client()
-    registered = {"email": "Root@Example.com", "password": PASSWORD}
-    assert client.post(f"{API}/users", json=registered).status_code == 201
+    assert register(client, "Root@Example.com").status_code == 201
     account = booted()
     assert (account.role, account.is_active) == ("user", True)
-    assert log_in(client, "root@example.com", PASSWORD).status_code == 201
+    assert log_in(client, "root@example.com").status_code == 201
     assert log_in(client, "root@example.com", ADMIN_PASSWORD).status_code == 401
     warning = account_warnings.records[-1]
     assert warning.levelno == logging.WARNING and "root@example.com" in warning.getMessage()
@@ -136,8 +128,7 @@ def test_start_up_does_not_recreate_a_deleted_admin_while_another_admin_exists(b
     assert client.delete(f"{API}/users/{root.id}", headers=admin.headers).status_code == 204
     assert booted() is None
     # Someone registers the freed address: it stays a user at every later start.
-    registered = {"email": "root@example.com", "password": PASSWORD}
-    assert client.post(f"{API}/users", json=registered).status_code == 201
+    assert register(client, "root@example.com").status_code == 201
     assert booted().role == "user"
     assert user_count(booted.app) == 2
 
@@ -274,7 +265,7 @@ def test_create_admin_promotes_an_existing_user(app, accounts, monkeypatch):
     assert stored(app, "ops@example.com").role == "admin"
     client = app.test_client()
     assert client.get(f"{API}/users/me", headers=user.headers).status_code == 401
-    assert log_in(client, "ops@example.com", PASSWORD).status_code == 201
+    assert log_in(client, "ops@example.com").status_code == 201
 
 
 def test_create_admin_reactivates_a_deactivated_admin(app, accounts, admin, monkeypatch):
@@ -286,7 +277,7 @@ def test_create_admin_reactivates_a_deactivated_admin(app, accounts, admin, monk
     assert result.exit_code == 0, result.output
     reactivated = stored(app, "ops@example.com")
     assert (reactivated.role, reactivated.is_active) == ("admin", True)
-    assert log_in(client, "ops@example.com", PASSWORD).status_code == 201
+    assert log_in(client, "ops@example.com").status_code == 201
 
 
 def test_flask_create_admin_command_line(app, database_url, tmp_path):

@@ -1,19 +1,16 @@
 """A request whose token is invalid or revoked never spends its user's API limit (API.md:
 Sessions): else whoever holds a stolen, since revoked, token could lock the user out."""
 
-API = "/api/v1"
+from helpers import API, assert_unauthorized, bearer, log_in
 
 
 def test_a_revoked_token_does_not_spend_its_users_api_limit(make_app, user):
     client = make_app(COFFER_RATE_LIMIT_API="3/minute").test_client()
-    log_in = client.post(f"{API}/sessions", json={"email": user.email, "password": user.password})
-    live = {"Authorization": f"Bearer {log_in.get_json()['access_token']}"}
+    live = bearer(log_in(client, user.email, user.password).get_json()["access_token"])
     revoked = user.headers
     assert client.delete(f"{API}/sessions/current", headers=revoked).status_code == 204
     for _ in range(10):
-        response = client.get(f"{API}/users/me", headers=revoked)
-        assert response.status_code == 401
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert_unauthorized(client.get(f"{API}/users/me", headers=revoked))
     assert client.get(f"{API}/users/me", headers=live).status_code == 200
 
 

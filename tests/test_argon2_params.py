@@ -3,12 +3,12 @@ configured cost at the next log-in, up or down."""
 
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
+from helpers import PASSWORD, log_in
 
 from api.config import SETTINGS
 from api.extensions import db
 from api.models import User
 
-PASSWORD = "correct horse battery staple"
 DEFAULTS = {name: SETTINGS[name][1] for name in SETTINGS if name.startswith("COFFER_ARGON2_")}
 # OWASP Password Storage Cheat Sheet: equivalent argon2id settings, memory (KiB) -> passes, p=1.
 OWASP_ARGON2ID = {47104: 1, 19456: 2, 12288: 3, 9216: 4, 7168: 5}
@@ -43,16 +43,12 @@ def test_log_in_rehashes_a_hash_of_other_parameters_to_the_defaults(make_app, ol
         db.session.commit()
     client = app.test_client()
 
-    def log_in(password: str) -> int:
-        body = {"email": email, "password": password}
-        return client.post("/api/v1/sessions", json=body).status_code
-
-    assert log_in("not the password at all") == 401
+    assert log_in(client, email, "not the password at all").status_code == 401
     assert older.verify(_stored_hash(app, email), PASSWORD)  # a failed log-in changes nothing
-    assert log_in(PASSWORD) == 201
+    assert log_in(client, email).status_code == 201
     rehashed = _stored_hash(app, email)
     assert not app.extensions["coffer_hasher"].check_needs_rehash(rehashed)
-    assert log_in(PASSWORD) == 201
+    assert log_in(client, email).status_code == 201
     assert _stored_hash(app, email) == rehashed  # rehashed once, not at every log-in
 
 

@@ -1,10 +1,11 @@
 """Listing records: every filter operator and type rule, sorts, keyset pages, cursors, errors,
 and the cost of a page (one query, on the owner+collection indexes)."""
 
-import functools
 import random
 
 import pytest
+from data_rules import ordered
+from helpers import walk
 from sql_capture import captured_statements
 
 from api.extensions import db
@@ -36,19 +37,6 @@ def fetch(client, account, params, collection="tasks"):
     response = client.get(f"{BASE}/{collection}", query_string=params, headers=account.headers)
     assert response.status_code == 200, response.get_json()
     return response
-
-
-def walk(client, account, params, collection="tasks") -> list[dict]:
-    """Every record of a listing, following next_cursor page by page."""
-    items, cursor = [], None
-    for _ in range(500):
-        query = list(params) + ([("cursor", cursor)] if cursor else [])
-        body = fetch(client, account, query, collection).get_json()
-        items.extend(body["items"])
-        cursor = body["next_cursor"]
-        if cursor is None:
-            return items
-    raise AssertionError("paging did not end")
 
 
 def names(client, account, params) -> list[str]:
@@ -184,42 +172,6 @@ def test_the_default_sort_is_newest_first(client, user):
     assert [r["id"] for r in walk(client, user, [])] == created[::-1]
 
 
-def _rank(value) -> tuple:
-    """The documented order of a data value, computed independently of api/query/."""
-    if isinstance(value, bool):
-        return (2, int(value))
-    if isinstance(value, int | float):
-        return (0, value)
-    if isinstance(value, str):
-        return (1, value)
-    if value is None:
-        return (4, 0)
-    return (3, 0)
-
-
-def expected_order(records: list[dict], sort: str) -> list[str]:
-    keys = [(k.lstrip("-"), k.startswith("-")) for k in sort.split(",")]
-    if all(field != "id" for field, _ in keys):
-        keys.append(("id", keys[-1][1]))
-
-    def value(record, field):
-        if field in ("id", "created_at", "updated_at"):
-            return record[field]
-        node = record["data"]
-        for segment in field.split(".")[1:]:
-            node = node.get(segment) if isinstance(node, dict) else None
-        return _rank(node)
-
-    def compare(a, b):
-        for field, descending in keys:
-            x, y = value(a, field), value(b, field)
-            if x != y:
-                return (-1 if x < y else 1) * (-1 if descending else 1)
-        return 0
-
-    return [r["id"] for r in sorted(records, key=functools.cmp_to_key(compare))]
-
-
 @pytest.fixture
 def mixed(client, user):
     """Records whose sort keys mix types, repeat, nest and go missing."""
@@ -251,7 +203,7 @@ def mixed(client, user):
     ],
 )
 def test_every_sort_pages_through_every_record_once_in_order(client, user, mixed, sort):
-    expected = expected_order(mixed, sort)
+    expected = ordered(mixed, sort)
     for limit in (1, 7, 100):
         found = walk(client, user, [("sort", sort), ("limit", str(limit))])
         assert [r["id"] for r in found] == expected, f"limit={limit}"
@@ -261,7 +213,7 @@ def test_sort_and_filters_combine_with_pages(client, user, mixed):
     params = [("sort", "-data.g"), ("data.h", "in.(1,3,null)"), ("limit", "3")]
     found = walk(client, user, params)
     kept = [r for r in mixed if r["data"]["h"] in (1, 3, None)]
-    assert [r["id"] for r in found] == expected_order(kept, "-data.g")
+    assert [r["id"] for r in found] == ordered(kept, "-data.g")
 
 
 # --- keyset pagination ----------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """Property: for any records, filters and sort, walking the API's pages gives exactly what the
 documented rules give when computed in plain Python (docs/query-language.md is the spec)."""
 
-import functools
 import itertools
-import operator
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import orjson
+from data_rules import RANGE, at, matches, ordered
+from helpers import walk
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from uuid6 import uuid7
@@ -18,7 +18,6 @@ from api.models import Record
 FIELDS = ("data.a", "data.b", "data.c.x", "data.zz")
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 STAMPS = [EPOCH + timedelta(milliseconds=n) for n in (0, 1, 1, 7, 250)]  # ties on purpose
-RANGE = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 _collections = itertools.count()
 
 # Values are drawn type first, from pools that collide across types (1, 1.0, "1", true, …),
@@ -103,64 +102,6 @@ def query_string(flt, plain: bool) -> tuple[str, str]:
     return field, f"{op}.{encoded(operand, plain)}"
 
 
-# --- the rules, in plain Python -------------------------------------------------------------
-
-
-def kind(value) -> int:
-    if value is None:
-        return 4
-    if isinstance(value, bool):
-        return 2
-    if isinstance(value, int | float):
-        return 0
-    return 1 if isinstance(value, str) else 3
-
-
-def at(record: dict, field: str):
-    if field in ("created_at", "updated_at", "id"):
-        return record[field]
-    node = record["data"]
-    for segment in field.split(".")[1:]:
-        node = node.get(segment) if isinstance(node, dict) else None
-    return node
-
-
-def matches(value, op, operand) -> bool:
-    if op == "in":
-        return any(matches(value, "eq", item) for item in operand)
-    if op == "eq":
-        if operand is None:
-            return value is None
-        return kind(value) == kind(operand) and value == operand
-    if op == "ne":
-        if value is None:
-            return False
-        return operand is None or kind(value) != kind(operand) or value != operand
-    return kind(value) == kind(operand) and RANGE[op](value, operand)
-
-
-def ordered(records: list[dict], sort: str) -> list[uuid.UUID]:
-    keys = [(k.lstrip("-"), k.startswith("-")) for k in sort.split(",")]
-    if all(field != "id" for field, _ in keys):
-        keys.append(("id", keys[-1][1]))
-
-    def sort_value(record, field):
-        value = at(record, field)
-        if not field.startswith("data."):
-            return value
-        typed = value if kind(value) in (0, 1) else int(value) if kind(value) == 2 else 0
-        return kind(value), typed
-
-    def compare(a, b):
-        for field, descending in keys:
-            x, y = sort_value(a, field), sort_value(b, field)
-            if x != y:
-                return (-1 if x < y else 1) * (-1 if descending else 1)
-        return 0
-
-    return [r["id"] for r in sorted(records, key=functools.cmp_to_key(compare))]
-
-
 # --- the property ---------------------------------------------------------------------------
 
 
@@ -178,20 +119,8 @@ def insert(app, owner_id: str, collection: str, drawn) -> list[dict]:
     return records
 
 
-def walk(client, account, collection, params) -> list[uuid.UUID]:
-    found, cursor = [], None
-    for _ in range(100):
-        query = params + ([("cursor", cursor)] if cursor else [])
-        response = client.get(
-            f"/api/v1/data/{collection}", query_string=query, headers=account.headers
-        )
-        assert response.status_code == 200, response.get_json()
-        body = response.get_json()
-        found.extend(uuid.UUID(item["id"]) for item in body["items"])
-        cursor = body["next_cursor"]
-        if cursor is None:
-            return found
-    raise AssertionError("paging did not end")
+def walk_ids(client, account, collection, params) -> list[uuid.UUID]:
+    return [uuid.UUID(record["id"]) for record in walk(client, account, params, collection)]
 
 
 PROPERTY = settings(
@@ -214,7 +143,7 @@ def test_every_sort_pages_through_every_record_in_the_documented_order(
     collection = f"prop{next(_collections)}"
     records = insert(app, user.id, collection, drawn)
     params = [("sort", sort), ("limit", str(limit))]
-    assert walk(client, user, collection, params) == ordered(records, sort)
+    assert walk_ids(client, user, collection, params) == ordered(records, sort)
 
 
 @PROPERTY
@@ -233,4 +162,4 @@ def test_filters_keep_exactly_the_records_the_documented_rules_select(
     params = [query_string(flt, plain) for flt in chosen]
     params += [("sort", sort), ("limit", str(limit))]
     kept = [r for r in records if all(matches(at(r, f), op, v) for f, op, v in chosen)]
-    assert walk(client, user, collection, params) == ordered(kept, sort)
+    assert walk_ids(client, user, collection, params) == ordered(kept, sort)

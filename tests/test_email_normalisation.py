@@ -2,19 +2,14 @@
 and refuses one with invisible format characters, so two spellings are never two accounts."""
 
 import pytest
+from helpers import API, PASSWORD, register
 
 from api.email_address import InvalidEmail, normalise_email
 
-API = "/api/v1"
 USERS = f"{API}/users"
-PASSWORD = "correct horse battery staple"
 ADA = "ada@example.com"
 FULL_WIDTH_ADA = "ａｄａ@ｅｘａｍｐｌｅ.ｃｏｍ"  # U+FF41 …: NFKC folds these into ASCII
 INVISIBLE = ["\u200b", "\u200d", "\ufeff", "\u2060", "\u00ad"]  # ZWSP, ZWJ, BOM, WJ, SHY
-
-
-def register(client, email: str, password: str = PASSWORD):
-    return client.post(USERS, json={"email": email, "password": password})
 
 
 def log_in(client, email: str, ip: str = "127.0.0.1"):

@@ -4,23 +4,26 @@ app refuses to start with a weak signing key."""
 import io
 import os
 import stat
-import time
-import uuid
 
-import flask
-import jwt
 import pytest
+from hand_signed import claims_for, sign
+from helpers import (
+    API,
+    PASSWORD,
+    assert_problem,
+    assert_unauthorized,
+    bearer,
+    log_in,
+    register,
+)
 from sql_capture import captured_statements
 
 import api.accounts
 
-API = "/api/v1"
 USERS = f"{API}/users"
 SESSIONS = f"{API}/sessions"
 ME = f"{USERS}/me"
-PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
 UNREACHABLE_DB = "postgresql+psycopg://coffer@127.0.0.1:9/coffer"
-PROBLEM_FIELDS = ("type", "title", "status", "detail", "request_id")
 
 
 @pytest.fixture
@@ -36,38 +39,6 @@ def production(make_app):
 @pytest.fixture
 def client(production):
     return production().test_client()
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.headers["Content-Type"] == "application/problem+json"
-    text = response.get_data(as_text=True)
-    assert "<html" not in text.lower() and "Traceback" not in text
-    body = response.get_json()
-    assert isinstance(body, dict)
-    for name in PROBLEM_FIELDS:
-        assert isinstance(body[name], str if name != "status" else int), (name, body)
-    assert body["status"] == status
-    assert body["request_id"] == response.headers["X-Request-ID"]
-    return body
-
-
-def some_token(app) -> str:
-    """A correctly signed access token for a user and session that need not exist."""
-    now = int(time.time())
-    claims = {
-        "iss": app.config["COFFER_JWT_ISSUER"],
-        "aud": app.config["COFFER_JWT_AUDIENCE"],
-        "sub": str(uuid.uuid4()),
-        "sid": str(uuid.uuid4()),
-        "role": "user",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 600,
-        "jti": uuid.uuid4().hex,
-    }
-    key = app.config["COFFER_SECRET_KEY"]
-    return jwt.encode(claims, key, algorithm="HS256", headers={"typ": "at+jwt"})
 
 
 @pytest.mark.parametrize("path", [f"{API}/nope", "/nope", f"{USERS}/not-a-uuid"])
@@ -183,18 +154,12 @@ def test_query_validation_error_is_a_problem(client, accounts):
 
 
 def test_conflict_is_409(client):
-    assert (
-        client.post(USERS, json={"email": "ada@example.com", "password": PASSWORD}).status_code
-        == 201
-    )
-    response = client.post(USERS, json={"email": "ada@example.com", "password": PASSWORD})
-    assert_problem(response, 409)
+    assert register(client, "ada@example.com").status_code == 201
+    assert_problem(register(client, "ada@example.com"), 409)
 
 
 def test_missing_token_is_401_with_a_challenge(client):
-    response = client.get(ME)
-    assert_problem(response, 401)
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_unauthorized(client.get(ME))
 
 
 def test_wrong_role_is_403(client, accounts):
@@ -221,7 +186,7 @@ def test_crash_inside_a_resource_is_500_without_details(client, monkeypatch):
         raise RuntimeError("secret internals at /srv/coffer/api/accounts.py")
 
     monkeypatch.setattr(api.accounts, "find_user", broken)
-    response = client.post(SESSIONS, json={"email": "ada@example.com", "password": PASSWORD})
+    response = log_in(client, "ada@example.com")
     assert_problem(response, 500)
     assert "secret internals" not in response.get_data(as_text=True)
     assert "RuntimeError" not in response.get_data(as_text=True)
@@ -230,10 +195,10 @@ def test_crash_inside_a_resource_is_500_without_details(client, monkeypatch):
 def test_unreachable_database_is_503_with_retry_after(production):
     app = production(DATABASE_URL=UNREACHABLE_DB)
     client = app.test_client()
-    login = client.post(SESSIONS, json={"email": "ada@example.com", "password": PASSWORD})
+    login = log_in(client, "ada@example.com")
     assert_problem(login, 503)
     assert int(login.headers["Retry-After"]) > 0
-    me = client.get(ME, headers={"Authorization": f"Bearer {some_token(app)}"})
+    me = client.get(ME, headers=bearer(sign(app, claims_for(app))))
     assert_problem(me, 503)
     assert int(me.headers["Retry-After"]) > 0
 
@@ -262,32 +227,27 @@ def test_production_starts_with_a_strong_secret_key(make_app):
     assert app.test_client().get("/healthz").status_code == 200
 
 
-def test_development_generates_a_private_key_once_and_reuses_it(make_app, monkeypatch, tmp_path):
+def test_development_generates_a_private_key_once_and_reuses_it(make_app, tmp_path):
     instance = tmp_path / "instance"
-    monkeypatch.setattr(flask.Flask, "auto_find_instance_path", lambda self: str(instance))
-    first = make_app(COFFER_SECRET_KEY=None)
+    first = make_app(COFFER_SECRET_KEY=None, instance_path=str(instance))
     key_file = instance / "secret_key"
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     key = first.config["COFFER_SECRET_KEY"]
     assert key == key_file.read_text().strip() and len(key) >= 64
-    second = make_app(COFFER_SECRET_KEY=None)
+    second = make_app(COFFER_SECRET_KEY=None, instance_path=str(instance))
     assert second.config["COFFER_SECRET_KEY"] == key
     assert [p.name for p in instance.iterdir() if p.name.startswith("secret")] == ["secret_key"]
     client = first.test_client()
-    assert (
-        client.post(USERS, json={"email": "ada@example.com", "password": PASSWORD}).status_code
-        == 201
-    )
-    tokens = client.post(SESSIONS, json={"email": "ada@example.com", "password": PASSWORD})
-    headers = {"Authorization": f"Bearer {tokens.get_json()['access_token']}"}
+    assert register(client, "ada@example.com").status_code == 201
+    tokens = log_in(client, "ada@example.com").get_json()
+    headers = bearer(tokens["access_token"])
     assert second.test_client().get(ME, headers=headers).status_code == 200
 
 
-def test_a_configured_key_is_used_as_given(make_app, tmp_path, monkeypatch):
+def test_a_configured_key_is_used_as_given(make_app, tmp_path):
     instance = tmp_path / "instance"
-    monkeypatch.setattr(flask.Flask, "auto_find_instance_path", lambda self: str(instance))
     key = "Zq7Wm2Lx9Pv4Nc8Rt1Yb6Hd3Kf5Gs0Ja"
-    app = make_app(COFFER_SECRET_KEY=key)
+    app = make_app(COFFER_SECRET_KEY=key, instance_path=str(instance))
     assert app.config["COFFER_SECRET_KEY"] == key
     assert not (instance / "secret_key").exists()
 

@@ -70,7 +70,7 @@ def test_a_worker_app_leaves_cli_and_docs_only_modules_unimported(tmp_path):
     loaded = _python(
         "import sys\n"
         "from api import create_app\n"
-        "create_app()\n"
+        f"create_app(instance_path={str(tmp_path)!r})\n"
         "print(' '.join(m for m in ('yaml', 'apispec', 'api.http.spec') if m in sys.modules))\n",
         DATABASE_URL=f"sqlite:///{tmp_path}/coffer.db",
         COFFER_SECRET_KEY=SECRET,

@@ -3,13 +3,13 @@
 import threading
 
 import pytest
+from helpers import API, PASSWORD, assert_problem
 
 import api.accounts
 from api.extensions import db
 from api.models import User
 
-USERS = "/api/v1/users"
-PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
+USERS = f"{API}/users"
 
 
 def register(client, email: str, key: str | None, *, ip: str = "127.0.0.1", **extra):
@@ -25,12 +25,6 @@ def register(client, email: str, key: str | None, *, ip: str = "127.0.0.1", **ex
 def user_count(app) -> int:
     with app.app_context():
         return db.session.scalar(db.select(db.func.count()).select_from(User))
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    return response.get_json()
 
 
 def test_retry_with_the_same_key_replays_the_first_response(app, client):

@@ -6,13 +6,13 @@ import uuid
 import jwt
 import pytest
 from hand_signed import claims_for, sign
+from helpers import API, ASYMMETRIC, assert_problem, assert_unauthorized, bearer, log_in, register
 
 from api import signing
 from api.extensions import db
 from api.models import Session
 
-INTROSPECT = "/api/v1/tokens/introspect"
-PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
+INTROSPECT = f"{API}/tokens/introspect"
 CLAIMS = ["iss", "aud", "sub", "sid", "role", "iat", "nbf", "exp", "jti"]
 INACTIVE = {"active": False}
 
@@ -83,16 +83,13 @@ def test_introspection_does_not_count_as_use_of_the_session(app, client, service
 
 
 def test_a_logged_out_token_is_inactive(client, service, user):
-    assert client.delete("/api/v1/sessions/current", headers=user.headers).status_code == 204
+    assert client.delete(f"{API}/sessions/current", headers=user.headers).status_code == 204
     assert answer(client, service, user.token) == INACTIVE
 
 
 def test_a_token_of_a_revoked_session_is_inactive(client, service, accounts, user):
-    second = client.post("/api/v1/sessions", json={"email": user.email, "password": PASSWORD})
-    other_token = second.get_json()["access_token"]
-    revoke = client.delete(
-        "/api/v1/sessions?keep_current=true", headers={"Authorization": f"Bearer {other_token}"}
-    )
+    other_token = log_in(client, user.email).get_json()["access_token"]
+    revoke = client.delete(f"{API}/sessions?keep_current=true", headers=bearer(other_token))
     assert revoke.status_code == 204
     assert answer(client, service, user.token) == INACTIVE
     assert answer(client, service, other_token)["active"] is True
@@ -100,14 +97,14 @@ def test_a_token_of_a_revoked_session_is_inactive(client, service, accounts, use
 
 def test_a_token_of_a_deactivated_user_is_inactive(client, service, admin, user):
     response = client.patch(
-        f"/api/v1/users/{user.id}", headers=admin.headers, json={"is_active": False}
+        f"{API}/users/{user.id}", headers=admin.headers, json={"is_active": False}
     )
     assert response.status_code == 200
     assert answer(client, service, user.token) == INACTIVE
 
 
 def test_a_token_of_a_deleted_user_is_inactive(client, service, admin, user):
-    assert client.delete(f"/api/v1/users/{user.id}", headers=admin.headers).status_code == 204
+    assert client.delete(f"{API}/users/{user.id}", headers=admin.headers).status_code == 204
     assert answer(client, service, user.token) == INACTIVE
 
 
@@ -121,10 +118,8 @@ def test_a_token_issued_with_a_lifetime_already_past_is_inactive(make_app, clien
     """Beyond the 30-second leeway: the issuing app and this one share database and secret."""
     issuer = make_app(COFFER_ACCESS_TOKEN_TTL=-60).test_client()
     email = f"ttl-{uuid.uuid4().hex[:8]}@example.com"
-    assert (
-        issuer.post("/api/v1/users", json={"email": email, "password": PASSWORD}).status_code == 201
-    )
-    response = issuer.post("/api/v1/sessions", json={"email": email, "password": PASSWORD})
+    assert register(issuer, email).status_code == 201
+    response = log_in(issuer, email)
     assert answer(client, service, response.get_json()["access_token"]) == INACTIVE
 
 
@@ -166,8 +161,7 @@ def test_a_jwt_that_is_not_an_access_token_is_inactive(app, client, service, use
 
 
 def test_a_refresh_token_is_inactive(client, service, user):
-    response = client.post("/api/v1/sessions", json={"email": user.email, "password": PASSWORD})
-    refresh_token = response.get_json()["refresh_token"]
+    refresh_token = log_in(client, user.email).get_json()["refresh_token"]
     assert answer(client, service, refresh_token) == INACTIVE
 
 
@@ -175,19 +169,15 @@ def test_a_refresh_token_is_inactive(client, service, user):
 
 
 def test_a_plain_user_may_not_introspect(client, user):
-    response = introspect(client, user, user.token)
-    assert response.status_code == 403
-    assert response.mimetype == "application/problem+json"
+    assert_problem(introspect(client, user, user.token), 403)
 
 
 def test_introspection_needs_a_caller_token(client, user):
-    response = client.post(INTROSPECT, json={"token": user.token})
-    assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_unauthorized(client.post(INTROSPECT, json={"token": user.token}))
 
 
 def test_a_revoked_caller_is_401(client, service, user):
-    client.delete("/api/v1/sessions/current", headers=service.headers)
+    client.delete(f"{API}/sessions/current", headers=service.headers)
     assert introspect(client, service, user.token).status_code == 401
 
 
@@ -236,7 +226,7 @@ def test_only_post_is_allowed(client, service):
 
 
 class TestUnderAnAsymmetricAlgorithm:
-    @pytest.fixture(params=["EdDSA", "ES256", "RS256"])
+    @pytest.fixture(params=ASYMMETRIC)
     def app(self, request, make_app, tmp_path):
         """Overrides conftest's `app`, so that `client`, `accounts` and `user` use this one."""
         return make_app(
@@ -249,7 +239,7 @@ class TestUnderAnAsymmetricAlgorithm:
         assert body["active"] is True and body["sub"] == user.id
 
     def test_a_logged_out_token_is_inactive(self, client, service, user):
-        client.delete("/api/v1/sessions/current", headers=user.headers)
+        client.delete(f"{API}/sessions/current", headers=user.headers)
         assert answer(client, service, user.token) == INACTIVE
 
     @pytest.mark.parametrize("kid", ["signing", "unknown"])

@@ -1,40 +1,22 @@
 """GET /.well-known/jwks.json: the public keys that let other services verify access tokens."""
 
-import base64
-import json
 import os
-import uuid
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hand_signed import b64_json
+from helpers import register_and_log_in
 
 from api import signing
 
-ASYMMETRIC = ["EdDSA", "ES256", "RS256"]
 JWKS = "/.well-known/jwks.json"
-PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
 PUBLIC_MEMBERS = {
     "EdDSA": {"kid", "kty", "alg", "use", "crv", "x"},
     "ES256": {"kid", "kty", "alg", "use", "crv", "x", "y"},
     "RS256": {"kid", "kty", "alg", "use", "n", "e"},
 }
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
-
-
-def log_in(client) -> dict:
-    email = f"jwks-{uuid.uuid4().hex[:8]}@example.com"
-    assert (
-        client.post("/api/v1/users", json={"email": email, "password": PASSWORD}).status_code == 201
-    )
-    response = client.post("/api/v1/sessions", json={"email": email, "password": PASSWORD})
-    assert response.status_code == 201
-    return response.get_json()
-
-
-def b64_json(value: dict) -> str:
-    raw = json.dumps(value, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 @pytest.fixture
@@ -112,7 +94,7 @@ def test_jwks_is_computed_once_at_start_up(signed_app, key_dir):
 
 
 def test_another_service_verifies_tokens_with_the_jwks_over_http(signed_app, algorithm, served):
-    tokens = log_in(signed_app.test_client())
+    tokens = register_and_log_in(signed_app.test_client())
     token = tokens["access_token"]
 
     keys = jwt.PyJWKClient(f"{served}{JWKS}")
@@ -124,7 +106,7 @@ def test_another_service_verifies_tokens_with_the_jwks_over_http(signed_app, alg
 
 
 def test_another_service_rejects_forged_tokens(signed_app, algorithm, served):
-    token = log_in(signed_app.test_client())["access_token"]
+    token = register_and_log_in(signed_app.test_client())["access_token"]
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
     keys = jwt.PyJWKClient(f"{served}{JWKS}")

@@ -1,6 +1,7 @@
 """Liveness, readiness, request ids, security headers and CORS."""
 
 import pytest
+from helpers import PASSWORD, register
 
 UNREACHABLE_DB = "postgresql+psycopg://coffer@127.0.0.1:9/coffer"
 
@@ -97,11 +98,8 @@ def test_wildcard_origin_is_the_default(client):
     assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 
-PASSWORD = "correct horse battery staple"
-
-
 def _log_in_from(client, forwarded_for: str, remote: str = "10.0.0.1"):
-    client.post("/api/v1/users", json={"email": "ip@example.com", "password": PASSWORD})
+    register(client, "ip@example.com")
     response = client.post(
         "/api/v1/sessions",
         json={"email": "ip@example.com", "password": PASSWORD},

@@ -4,12 +4,12 @@ limit, so that a stolen access token is no unlimited oracle for the password (AP
 import uuid
 
 import pytest
+from helpers import API
 
 from api.extensions import db
 from api.models import User
 from api.passwords import verify_password
 
-API = "/api/v1"
 ME = f"{API}/users/me"
 NEW_PASSWORD = "a brand new passphrase 42"
 WRONG = "not my password at all"

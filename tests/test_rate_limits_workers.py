@@ -10,21 +10,17 @@ import os
 import random
 import secrets
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from gunicorn_run import coffer_env, free_port, start_gunicorn, stop_gunicorn
 from limits import parse
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from api.counters import SQLiteStorage
 from api.ratelimit import _SweptMemoryStorage
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # the venv that runs pytest also has gunicorn
 PROCESSES = 6
 HITS_PER_PROCESS = 20
 
@@ -79,35 +75,16 @@ def test_the_file_counts_exactly_as_limits_memory_storage(tmp_path, monkeypatch)
 # --- gunicorn ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def coffer_env(database_url: str, port: int, run_dir: Path) -> dict[str, str]:
-    """A production-like instance without Redis; nothing inherited configures Coffer."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("COFFER_", "TEST_", "RATELIMIT_"))
-        and name not in {"DATABASE_URL", "REDIS_URL", "WEB_CONCURRENCY", "FLASK_APP"}
-    }
-    return env | {
-        "COFFER_ENV": "production",
-        "COFFER_SECRET_KEY": secrets.token_urlsafe(48),
-        "COFFER_BIND": f"127.0.0.1:{port}",
-        "DATABASE_URL": database_url,
-        "WEB_CONCURRENCY": "2",
-        "COFFER_RATE_LIMIT_AUTH": "10/minute",
-        "COFFER_TRUSTED_PROXIES": "1",  # the test's client address comes in X-Forwarded-For
-        "COFFER_ARGON2_TIME_COST": "1",
-        "COFFER_ARGON2_MEMORY_KIB": "1024",
-        "COFFER_ARGON2_PARALLELISM": "1",
-        "COFFER_LOG_LEVEL": "WARNING",
-        # gunicorn opens a control socket in $XDG_RUNTIME_DIR: one directory per instance.
-        "XDG_RUNTIME_DIR": str(run_dir),
-    }
+def instance_env(database_url: str, port: int, run_dir: Path) -> dict[str, str]:
+    """A production instance without Redis, that allows 10 log-ins a minute."""
+    return coffer_env(
+        COFFER_BIND=f"127.0.0.1:{port}",
+        DATABASE_URL=database_url,
+        WEB_CONCURRENCY="2",
+        COFFER_RATE_LIMIT_AUTH="10/minute",
+        COFFER_TRUSTED_PROXIES="1",  # the test's client address comes in X-Forwarded-For
+        XDG_RUNTIME_DIR=str(run_dir),
+    )
 
 
 def post(port: int, path: str, body: dict, headers: dict) -> http.client.HTTPResponse:
@@ -169,14 +146,7 @@ class Gunicorn:
         self.port = free_port()
         self.log_path = run_dir / "gunicorn.log"
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
-                cwd=ROOT,
-                env=coffer_env(database_url, self.port, run_dir),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.process = start_gunicorn(instance_env(database_url, self.port, run_dir), log)
         self.workers: list[int] = []
 
     def log(self) -> str:
@@ -211,16 +181,7 @@ class Gunicorn:
         for worker in self.workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker, signal.SIGCONT)
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=25)  # longer than gunicorn's graceful_timeout
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # any worker left behind
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        stop_gunicorn(self.process)
 
 
 @pytest.fixture

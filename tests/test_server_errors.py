@@ -6,61 +6,33 @@ A chunked body over COFFER_MAX_BODY_BYTES is 413, as one with a Content-Length i
 One gunicorn (one sync worker) serves the whole module, on the test database.
 """
 
-import http.client
-import os
-import secrets
-import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 import pytest
+from gunicorn_run import Reply, coffer_env, free_port, request, start_gunicorn, stop_gunicorn
+from helpers import PASSWORD
 
-ROOT = Path(__file__).resolve().parent.parent
-GUNICORN = Path(sys.executable).parent / "gunicorn"  # the venv that runs pytest has gunicorn
-PASSWORD = "correct horse battery staple"
 MAX_BODY = 1048576  # COFFER_MAX_BODY_BYTES's default
 RECORD = b'{"data": {"x": 1}}'
 THINGS = "/api/v1/data/things"
 PROBLEM_KEYS = {"type", "title", "status", "detail", "request_id"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _environment(database_url: str, port: int, runtime_dir: Path) -> dict[str, str]:
-    """Production settings, cheap hashing, and nothing inherited that configures Coffer."""
-    inherited = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("COFFER_", "TEST_", "RATELIMIT_"))
-        and name not in {"DATABASE_URL", "REDIS_URL", "WEB_CONCURRENCY", "FLASK_APP"}
-    }
-    return {
-        **inherited,
-        "COFFER_ENV": "production",
-        "COFFER_SECRET_KEY": secrets.token_urlsafe(48),
-        "DATABASE_URL": database_url,
-        "COFFER_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "1",
-        "COFFER_THREADS": "1",
-        "COFFER_ARGON2_TIME_COST": "1",
-        "COFFER_ARGON2_MEMORY_KIB": "1024",
-        "COFFER_ARGON2_PARALLELISM": "1",
-        "COFFER_RATE_LIMIT_AUTH": "100000/minute",
-        "COFFER_RATE_LIMIT_API": "100000/minute",
-        "COFFER_LOG_LEVEL": "WARNING",
-        # gunicorn opens a control socket in $XDG_RUNTIME_DIR: one directory per server.
-        "XDG_RUNTIME_DIR": str(runtime_dir),
-    }
+    """One sync worker, one thread, and limits that these tests never reach."""
+    return coffer_env(
+        DATABASE_URL=database_url,
+        COFFER_BIND=f"127.0.0.1:{port}",
+        WEB_CONCURRENCY="1",
+        COFFER_THREADS="1",
+        COFFER_RATE_LIMIT_AUTH="100000/minute",
+        COFFER_RATE_LIMIT_API="100000/minute",
+        XDG_RUNTIME_DIR=str(runtime_dir),
+    )
 
 
 def _wait_until_up(port: int, process: subprocess.Popen, log: Path) -> None:
@@ -68,7 +40,7 @@ def _wait_until_up(port: int, process: subprocess.Popen, log: Path) -> None:
     while time.monotonic() < deadline:
         assert process.poll() is None, f"gunicorn exited:\n{log.read_text(errors='replace')}"
         try:
-            if call(port, "GET", "/healthz").status == 200:
+            if request(port, "GET", "/healthz", timeout=10).status == 200:
                 return
         except OSError:
             time.sleep(0.1)
@@ -82,54 +54,17 @@ def port(database_url, tmp_path_factory):
     runtime_dir = run_dir / "run"
     runtime_dir.mkdir(mode=0o700)
     log = run_dir / "gunicorn.log"
-    served = _free_port()
+    served = free_port()
     with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [str(GUNICORN), "--config", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
-            env=_environment(database_url, served, runtime_dir),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            _wait_until_up(served, process, log)
-            yield served
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        process = start_gunicorn(_environment(database_url, served, runtime_dir), output)
+    try:
+        _wait_until_up(served, process, log)
+        yield served
+    finally:
+        stop_gunicorn(process)
 
 
 # --- HTTP, by hand ---------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-
-    def json(self):
-        return orjson.loads(self.body)
-
-
-def call(port: int, method: str, path: str, body: object = None, token: str = "") -> Reply:
-    """One well-formed request, through http.client."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request(method, path, orjson.dumps(body) if body is not None else None, headers)
-        response = connection.getresponse()
-        received = {name.lower(): value for name, value in response.getheaders()}
-        return Reply(response.status, received, response.read())
-    finally:
-        connection.close()
 
 
 def exchange(port: int, data: bytes) -> Reply:
@@ -245,8 +180,8 @@ def test_a_malformed_request_is_400(port, request_bytes):
 def token(port) -> str:
     """A fresh user's access token, made through the API."""
     credentials = {"email": f"chunked-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD}
-    assert call(port, "POST", "/api/v1/users", credentials).status == 201
-    return call(port, "POST", "/api/v1/sessions", credentials).json()["access_token"]
+    assert request(port, "POST", "/api/v1/users", json_body=credentials).status == 201
+    return request(port, "POST", "/api/v1/sessions", json_body=credentials).json()["access_token"]
 
 
 def padded(size: int) -> bytes:
@@ -263,7 +198,7 @@ def test_a_chunked_body_over_the_limit_is_413_and_stores_nothing(port, token, si
     headers = {"Idempotency-Key": key} if key else {}
     reply = chunked_post(port, THINGS, padded(size), token, headers)
     assert assert_problem(reply, 413)["detail"] == TOO_LARGE
-    assert call(port, "GET", THINGS, token=token).json()["items"] == []
+    assert request(port, "GET", THINGS, token=token).json()["items"] == []
 
 
 @pytest.mark.parametrize("size", [len(RECORD), MAX_BODY], ids=["small", "at-the-limit"])
@@ -271,5 +206,5 @@ def test_a_chunked_body_up_to_the_limit_is_stored(port, token, size):
     reply = chunked_post(port, THINGS, padded(size), token, {"Idempotency-Key": "chunked-2"})
     assert reply.status == 201, reply
     assert reply.json()["data"] == {"x": 1}
-    listed = call(port, "GET", THINGS, token=token).json()["items"]
+    listed = request(port, "GET", THINGS, token=token).json()["items"]
     assert [item["data"] for item in listed] == [{"x": 1}]

@@ -12,20 +12,24 @@ from datetime import datetime, timedelta
 import jwt
 import pytest
 from argon2 import PasswordHasher
+from helpers import (
+    API,
+    PASSWORD,
+    UNKNOWN_ID,
+    assert_problem,
+    assert_unauthorized,
+    bearer,
+    log_in,
+)
 
 from api.config import SETTINGS
 from api.extensions import db
 from api.models import RefreshToken, Session, User, utcnow
 
-API = "/api/v1"
-UNKNOWN_ID = (
-    "0190f5a4-7c1e-7d2a-9b3c-4d5e6f708192"  # fixed, so that test ids match across xdist workers
-)
 SESSIONS = f"{API}/sessions"
 REFRESH = f"{SESSIONS}/refresh"
 CURRENT = f"{SESSIONS}/current"
 ME = f"{API}/users/me"
-PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SESSION_FIELDS = {
     "id",
@@ -39,14 +43,6 @@ SESSION_FIELDS = {
 }
 
 
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def log_in(client, email: str, password: str = PASSWORD, **extra):
-    return client.post(SESSIONS, json={"email": email, "password": password, **extra})
-
-
 def tokens_for(client, email: str, password: str = PASSWORD) -> dict:
     response = log_in(client, email, password)
     assert response.status_code == 201, response.get_data(as_text=True)
@@ -55,20 +51,6 @@ def tokens_for(client, email: str, password: str = PASSWORD) -> dict:
 
 def refresh(client, refresh_token: str):
     return client.post(REFRESH, json={"refresh_token": refresh_token})
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
-
-
-def assert_unauthorized(response) -> dict:
-    body = assert_problem(response, 401)
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    return body
 
 
 def without_request_id(body: dict) -> dict:
@@ -271,11 +253,13 @@ def test_refreshed_tokens_carry_the_same_session(client, user):
     assert current.get_json()["id"] == first["session"]["id"]
 
 
-def test_old_refresh_token_stops_working_after_the_grace(make_app, user):
+def test_old_refresh_token_stops_working_after_the_grace(make_app, user, frozen_clock):
     client = make_app(COFFER_REFRESH_REUSE_INTERVAL=1).test_client()
     first = tokens_for(client, user.email)
     assert refresh(client, first["refresh_token"]).status_code == 200
-    time.sleep(1.3)
+    frozen_clock.advance(1)
+    assert refresh(client, first["refresh_token"]).status_code == 200  # the grace's last instant
+    frozen_clock.advance(0.001)
     assert_unauthorized(refresh(client, first["refresh_token"]))
 
 

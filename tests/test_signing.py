@@ -6,51 +6,26 @@ import hmac
 import json
 import os
 import threading
-import time
 import uuid
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hand_signed import b64, b64_json
+from helpers import API, ASYMMETRIC, assert_unauthorized, bearer, register_and_log_in
 
 from api import signing
 from api.signing.files import create_first_key
 
-ASYMMETRIC = ["EdDSA", "ES256", "RS256"]
-PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
-ME = "/api/v1/users/me"
+ME = f"{API}/users/me"
 
 
 # --- helpers --------------------------------------------------------------------------------
 
 
-def register_and_log_in(client, email: str | None = None) -> dict:
-    """A new user through the API; returns the tokens response of its log-in."""
-    email = email or f"signer-{uuid.uuid4().hex[:8]}@example.com"
-    created = client.post("/api/v1/users", json={"email": email, "password": PASSWORD})
-    assert created.status_code == 201, created.get_data(as_text=True)
-    response = client.post("/api/v1/sessions", json={"email": email, "password": PASSWORD})
-    assert response.status_code == 201, response.get_data(as_text=True)
-    return response.get_json()
-
-
 def get_me(client, token: str):
-    return client.get(ME, headers={"Authorization": f"Bearer {token}"})
-
-
-def assert_refused(response) -> None:
-    assert response.status_code == 401, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    assert "Bearer" in response.headers["WWW-Authenticate"]
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64_json(value: dict) -> str:
-    return b64(json.dumps(value, separators=(",", ":")).encode())
+    return client.get(ME, headers=bearer(token))
 
 
 def pem(private_key) -> str:
@@ -97,17 +72,15 @@ def test_log_in_refresh_and_log_out_work_with_each_algorithm(signed_app, algorit
     assert get_me(client, tokens["access_token"]).status_code == 200
 
     refreshed = client.post(
-        "/api/v1/sessions/refresh", json={"refresh_token": tokens["refresh_token"]}
+        f"{API}/sessions/refresh", json={"refresh_token": tokens["refresh_token"]}
     )
     assert refreshed.status_code == 200
     access = refreshed.get_json()["access_token"]
     assert get_me(client, access).status_code == 200
 
-    logout = client.delete(
-        "/api/v1/sessions/current", headers={"Authorization": f"Bearer {access}"}
-    )
+    logout = client.delete(f"{API}/sessions/current", headers=bearer(access))
     assert logout.status_code == 204
-    assert_refused(get_me(client, access))
+    assert_unauthorized(get_me(client, access))
 
 
 def test_the_token_verifies_with_the_public_key_and_the_pinned_algorithm(
@@ -333,7 +306,7 @@ def test_an_unknown_or_missing_kid_is_401_even_with_the_right_key(
         token = jwt.encode(
             claims_for(signed_app, tokens), real_key, algorithm=algorithm, headers=headers
         )
-    assert_refused(get_me(client, token))
+    assert_unauthorized(get_me(client, token))
 
 
 def test_another_key_of_the_same_type_claiming_the_kid_is_401(signed_app, algorithm, key_dir):
@@ -345,7 +318,7 @@ def test_another_key_of_the_same_type_claiming_the_kid_is_401(signed_app, algori
         algorithm=algorithm,
         headers={"typ": "at+jwt", "kid": key_files(key_dir)[0]},
     )
-    assert_refused(get_me(client, forged))
+    assert_unauthorized(get_me(client, forged))
 
 
 def test_a_tampered_payload_is_401(signed_app):
@@ -353,7 +326,7 @@ def test_a_tampered_payload_is_401(signed_app):
     tokens = register_and_log_in(client)
     header, _, signature = tokens["access_token"].split(".")
     payload = b64_json(claims_for(signed_app, tokens, role="admin"))
-    assert_refused(get_me(client, f"{header}.{payload}.{signature}"))
+    assert_unauthorized(get_me(client, f"{header}.{payload}.{signature}"))
 
 
 @pytest.mark.parametrize("encoding", ["pem", "der", "jwk"])
@@ -373,7 +346,7 @@ def test_hs256_signed_with_the_public_key_is_401(signed_app, key_dir, encoding):
     header = b64_json({"alg": "HS256", "typ": "at+jwt", "kid": kid})
     signing_input = f"{header}.{b64_json(claims_for(signed_app, tokens))}"
     signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    assert_refused(get_me(client, f"{signing_input}.{b64(signature)}"))
+    assert_unauthorized(get_me(client, f"{signing_input}.{b64(signature)}"))
 
 
 def test_a_token_of_another_algorithm_is_401(signed_app, algorithm, key_dir):
@@ -388,21 +361,21 @@ def test_a_token_of_another_algorithm_is_401(signed_app, algorithm, key_dir):
                 algorithm=other,
                 headers={"typ": "at+jwt", "kid": kid},
             )
-            assert_refused(get_me(client, token))
+            assert_unauthorized(get_me(client, token))
     hs256 = jwt.encode(
         claims_for(signed_app, tokens),
         signed_app.config["COFFER_SECRET_KEY"],
         algorithm="HS256",
         headers={"typ": "at+jwt", "kid": kid},
     )
-    assert_refused(get_me(client, hs256))
+    assert_unauthorized(get_me(client, hs256))
 
 
 def test_alg_none_is_401(signed_app, key_dir):
     client = signed_app.test_client()
     tokens = register_and_log_in(client)
     header = b64_json({"alg": "none", "typ": "at+jwt", "kid": key_files(key_dir)[0]})
-    assert_refused(get_me(client, f"{header}.{b64_json(claims_for(signed_app, tokens))}."))
+    assert_unauthorized(get_me(client, f"{header}.{b64_json(claims_for(signed_app, tokens))}."))
 
 
 def test_an_hs256_app_refuses_an_asymmetric_token(app, client):
@@ -413,7 +386,7 @@ def test_an_hs256_app_refuses_an_asymmetric_token(app, client):
         algorithm="EdDSA",
         headers={"typ": "at+jwt", "kid": "any"},
     )
-    assert_refused(get_me(client, token))
+    assert_unauthorized(get_me(client, token))
 
 
 # --- rotation and the CLI -------------------------------------------------------------------
@@ -453,7 +426,7 @@ def test_rotation_keeps_old_tokens_working_until_the_old_key_is_pruned(
 
     restarted = make_app(COFFER_JWT_ALGORITHM=algorithm, COFFER_JWT_KEY_DIR=key_dir)
     client = restarted.test_client()
-    assert_refused(get_me(client, old_token))
+    assert_unauthorized(get_me(client, old_token))
     assert get_me(client, new_token).status_code == 200
 
 
@@ -467,7 +440,6 @@ def test_prune_older_than_counts_from_when_a_newer_key_replaced_a_key(make_app, 
     os.makedirs(key_dir, mode=0o700)
     _write_key(key_dir, "20200101T000000Z-aaaa0001")  # replaced in 2020
     _write_key(key_dir, "20200101T010000Z-aaaa0002")  # replaced just now
-    time.sleep(0.01)
     newest = signing.write_key_file(key_dir, "EdDSA")
     app = make_app(COFFER_JWT_ALGORITHM="EdDSA", COFFER_JWT_KEY_DIR=key_dir)
 

@@ -4,8 +4,8 @@ int() accepts and Coffer's own time check would then compare with a number."""
 
 import pytest
 from hand_signed import claims_for, sign
+from helpers import API, assert_unauthorized, bearer
 
-API = "/api/v1"
 AN_ID_OF_DIGITS = 12345678901234567890123456789012  # as a string, a well-formed UUID
 
 WRONG_TYPES = {
@@ -31,10 +31,8 @@ def wrong_token(request, app, user) -> str:
 
 
 def test_a_claim_of_the_wrong_type_is_401(client, wrong_token):
-    response = client.get(f"{API}/users/me", headers={"Authorization": f"Bearer {wrong_token}"})
-    assert response.status_code == 401, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    assert response.get_json()["status"] == 401
+    response = client.get(f"{API}/users/me", headers=bearer(wrong_token))
+    assert_unauthorized(response)
     assert response.headers["WWW-Authenticate"].startswith('Bearer realm="coffer"')
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
@@ -53,5 +51,5 @@ def test_introspection_calls_a_token_with_a_wrong_claim_type_inactive(
 @pytest.mark.parametrize("exp", [9999999999, 9999999999.5], ids=["integer", "fraction"])
 def test_a_numeric_date_may_be_an_integer_or_a_fraction(client, app, user, exp):
     token = sign(app, claims_for(app, user, exp=exp))
-    response = client.get(f"{API}/users/me", headers={"Authorization": f"Bearer {token}"})
+    response = client.get(f"{API}/users/me", headers=bearer(token))
     assert response.status_code == 200

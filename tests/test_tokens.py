@@ -7,27 +7,16 @@ import uuid
 
 import jwt
 import pytest
-from hand_signed import claims_for, sign
+from hand_signed import b64_json, claims_for, sign
+from helpers import API, assert_unauthorized, bearer
 
-ME = "/api/v1/users/me"
+ME = f"{API}/users/me"
 WRONG_KEY = "a-different-signing-key-" + "Rt5vW8yZ" * 6
 CLAIMS = ["iss", "aud", "sub", "sid", "role", "iat", "nbf", "exp", "jti"]
 
 
-def b64(data: dict) -> str:
-    raw = json.dumps(data, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def get_me(client, token: str, scheme: str = "Bearer"):
     return client.get(ME, headers={"Authorization": f"{scheme} {token}"})
-
-
-def assert_refused(response) -> None:
-    assert response.status_code == 401, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    assert response.get_json()["status"] == 401
-    assert "Bearer" in response.headers["WWW-Authenticate"]
 
 
 def test_a_hand_signed_valid_token_is_accepted(app, client, user):
@@ -39,7 +28,7 @@ def test_a_hand_signed_valid_token_is_accepted(app, client, user):
 
 def test_no_token_is_401(client):
     response = client.get(ME)
-    assert_refused(response)
+    assert_unauthorized(response)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +36,7 @@ def test_no_token_is_401(client):
     ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc", "Bearer not.a.jwt", "Bearer garbage"],
 )
 def test_garbage_authorization_is_401(client, header):
-    assert_refused(client.get(ME, headers={"Authorization": header}))
+    assert_unauthorized(client.get(ME, headers={"Authorization": header}))
 
 
 def test_lowercase_bearer_scheme_is_accepted(client, user):
@@ -59,35 +48,35 @@ def test_tampered_payload_is_401(app, client, user):
     header, payload, signature = user.token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["role"] = "admin"
-    assert_refused(get_me(client, f"{header}.{b64(claims)}.{signature}"))
+    assert_unauthorized(get_me(client, f"{header}.{b64_json(claims)}.{signature}"))
 
 
 def test_tampered_signature_is_401(client, user):
     header, payload, signature = user.token.split(".")
     flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
-    assert_refused(get_me(client, f"{header}.{payload}.{flipped}"))
+    assert_unauthorized(get_me(client, f"{header}.{payload}.{flipped}"))
 
 
 def test_alg_none_is_401(app, client, user):
     claims = claims_for(app, user)
-    assert_refused(get_me(client, jwt.encode(claims, None, algorithm="none")))
-    by_hand = f"{b64({'alg': 'none', 'typ': 'at+jwt'})}.{b64(claims)}."
-    assert_refused(get_me(client, by_hand))
+    assert_unauthorized(get_me(client, jwt.encode(claims, None, algorithm="none")))
+    by_hand = f"{b64_json({'alg': 'none', 'typ': 'at+jwt'})}.{b64_json(claims)}."
+    assert_unauthorized(get_me(client, by_hand))
 
 
 def test_hs256_with_a_wrong_key_is_401(app, client, user):
-    assert_refused(get_me(client, sign(app, claims_for(app, user), key=WRONG_KEY)))
+    assert_unauthorized(get_me(client, sign(app, claims_for(app, user), key=WRONG_KEY)))
 
 
 @pytest.mark.parametrize("algorithm", ["HS384", "HS512"])
 def test_other_algorithms_with_the_right_key_are_401(app, client, user, algorithm):
-    assert_refused(get_me(client, sign(app, claims_for(app, user), algorithm=algorithm)))
+    assert_unauthorized(get_me(client, sign(app, claims_for(app, user), algorithm=algorithm)))
 
 
 def test_expired_token_is_401(app, client, user):
     now = int(time.time())
     claims = claims_for(app, user, iat=now - 1000, nbf=now - 1000, exp=now - 60)
-    assert_refused(get_me(client, sign(app, claims)))
+    assert_unauthorized(get_me(client, sign(app, claims)))
 
 
 def test_token_expired_within_the_leeway_is_accepted(app, client, user):
@@ -98,13 +87,13 @@ def test_token_expired_within_the_leeway_is_accepted(app, client, user):
 
 def test_token_not_yet_valid_is_401(app, client, user):
     claims = claims_for(app, user, nbf=int(time.time()) + 120)
-    assert_refused(get_me(client, sign(app, claims)))
+    assert_unauthorized(get_me(client, sign(app, claims)))
 
 
 def test_token_issued_in_the_future_is_401(app, client, user):
     now = int(time.time())
     claims = claims_for(app, user, iat=now + 120, nbf=now)
-    assert_refused(get_me(client, sign(app, claims)))
+    assert_unauthorized(get_me(client, sign(app, claims)))
 
 
 def test_small_clock_skew_is_tolerated(app, client, user):
@@ -115,14 +104,14 @@ def test_small_clock_skew_is_tolerated(app, client, user):
 
 @pytest.mark.parametrize("claim, value", [("iss", "someone-else"), ("aud", "another-api")])
 def test_wrong_issuer_or_audience_is_401(app, client, user, claim, value):
-    assert_refused(get_me(client, sign(app, claims_for(app, user, **{claim: value}))))
+    assert_unauthorized(get_me(client, sign(app, claims_for(app, user, **{claim: value}))))
 
 
 @pytest.mark.parametrize("claim", CLAIMS)
 def test_token_missing_a_claim_is_401(app, client, user, claim):
     claims = claims_for(app, user)
     del claims[claim]
-    assert_refused(get_me(client, sign(app, claims)))
+    assert_unauthorized(get_me(client, sign(app, claims)))
 
 
 @pytest.mark.parametrize("typ", ["JWT", "refresh+jwt", None])
@@ -132,29 +121,31 @@ def test_token_of_another_type_is_401(app, client, user, typ):
         token = jwt.encode(claims, app.config["COFFER_SECRET_KEY"], algorithm="HS256")
     else:
         token = sign(app, claims, typ=typ)
-    assert_refused(get_me(client, token))
+    assert_unauthorized(get_me(client, token))
 
 
 def test_sub_that_is_not_the_user_of_the_session_is_401(app, client, accounts, user):
     other = accounts.create()
-    assert_refused(get_me(client, sign(app, claims_for(app, user, sub=other.id))))
-    assert_refused(get_me(client, sign(app, claims_for(app, other, sid=user.session_id))))
+    assert_unauthorized(get_me(client, sign(app, claims_for(app, user, sub=other.id))))
+    assert_unauthorized(get_me(client, sign(app, claims_for(app, other, sid=user.session_id))))
 
 
 @pytest.mark.parametrize("claim", ["sub", "sid"])
 def test_malformed_or_unknown_ids_are_401(app, client, user, claim):
-    assert_refused(get_me(client, sign(app, claims_for(app, user, **{claim: "12345"}))))
-    assert_refused(get_me(client, sign(app, claims_for(app, user, **{claim: str(uuid.uuid4())}))))
+    assert_unauthorized(get_me(client, sign(app, claims_for(app, user, **{claim: "12345"}))))
+    assert_unauthorized(
+        get_me(client, sign(app, claims_for(app, user, **{claim: str(uuid.uuid4())})))
+    )
 
 
 def test_token_in_the_query_string_is_refused_even_when_valid(client, user):
-    assert_refused(client.get(f"{ME}?access_token={user.token}"))
-    assert_refused(client.get(f"{ME}?access_token={user.token}", headers=user.headers))
+    assert_unauthorized(client.get(f"{ME}?access_token={user.token}"))
+    assert_unauthorized(client.get(f"{ME}?access_token={user.token}", headers=user.headers))
 
 
 def test_a_role_claim_that_disagrees_with_the_database_grants_nothing(app, client, user):
     forged = sign(app, claims_for(app, user, role="admin"))
-    response = client.get("/api/v1/users", headers={"Authorization": f"Bearer {forged}"})
+    response = client.get(f"{API}/users", headers=bearer(forged))
     assert response.status_code in (401, 403)
     assert response.mimetype == "application/problem+json"
 
@@ -162,15 +153,16 @@ def test_a_role_claim_that_disagrees_with_the_database_grants_nothing(app, clien
 # --- the per-worker cache of verified tokens ---------------------------------------------------
 
 
-def test_a_token_verified_once_still_expires(app, client, user, monkeypatch):
-    token = sign(app, claims_for(app, user, exp=int(time.time()) + 60))
+def test_a_token_verified_once_still_expires(app, client, user, frozen_clock):
+    token = sign(app, claims_for(app, user, exp=int(frozen_clock.timestamp()) + 60))
     assert get_me(client, token).status_code == 200  # verified, and remembered
-    later = time.time() + 60 + 31  # past exp and the 30 s leeway
-    monkeypatch.setattr("api.tokens.time.time", lambda: later)
-    assert_refused(get_me(client, token))
+    frozen_clock.advance(60 + 29)
+    assert get_me(client, token).status_code == 200  # expired, but within the 30 s leeway
+    frozen_clock.advance(1)  # exp + the leeway
+    assert_unauthorized(get_me(client, token))
 
 
 def test_a_revoked_session_is_refused_even_with_a_remembered_token(client, user):
     assert get_me(client, user.token).status_code == 200
-    assert client.delete("/api/v1/sessions/current", headers=user.headers).status_code == 204
-    assert_refused(get_me(client, user.token))
+    assert client.delete(f"{API}/sessions/current", headers=user.headers).status_code == 204
+    assert_unauthorized(get_me(client, user.token))

@@ -17,11 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +29,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from gunicorn_run import ROOT, coffer_env, free_port, migrate, start_gunicorn, stop_gunicorn
+from helpers import bearer
 
 try:
     from playwright.sync_api import sync_playwright
@@ -40,9 +38,7 @@ except ImportError as error:  # the tests below skip (or fail in CI) with this r
     sync_playwright = None
     PLAYWRIGHT_IMPORT_ERROR = error
 
-ROOT = Path(__file__).resolve().parents[2]
 SPA_DIR = ROOT / "examples" / "spa"
-BIN = Path(sys.executable).parent  # the venv that runs pytest also has gunicorn and flask
 # Debian's package; CHROMIUM_PATH points elsewhere (another distribution, a laptop).
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -59,7 +55,6 @@ CHROMIUM_ARGS = [
 ]
 # An origin that nothing is served from: an API that allows only this one refuses the SPA.
 OTHER_ORIGIN = "http://127.0.0.1:9"
-SECRET_KEY = secrets.token_urlsafe(48)
 START_TIMEOUT = 30
 
 
@@ -113,12 +108,6 @@ def spa_origin():
 # --- the API under gunicorn -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class Coffer:
     """One gunicorn serving Coffer; `stop()` ends it (SIGTERM, then SIGKILL to its group)."""
@@ -146,7 +135,7 @@ class Coffer:
 
     def get(self, path: str, token: str | None = None) -> tuple[int, dict, dict | None]:
         """A direct request (no browser): status, lower-cased headers and the JSON body."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = bearer(token) if token else {}
         request = urllib.request.Request(self.url + path, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -163,74 +152,25 @@ class Coffer:
             return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=25)  # longer than gunicorn's graceful_timeout
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # any worker left behind
-        except ProcessLookupError:
-            pass
-        self.process.wait()
-
-
-def _coffer_env(*, database_url: str, cors_origins: str, port: int, run_dir: Path) -> dict:
-    """The environment of one instance; nothing inherited configures Coffer."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("COFFER_", "TEST_", "RATELIMIT_"))
-        and name not in {"DATABASE_URL", "REDIS_URL", "WEB_CONCURRENCY", "FLASK_APP"}
-    }
-    env.update(
-        COFFER_ENV="production",
-        COFFER_SECRET_KEY=SECRET_KEY,
-        COFFER_BIND=f"127.0.0.1:{port}",
-        COFFER_CORS_ORIGINS=cors_origins,
-        DATABASE_URL=database_url,
-        WEB_CONCURRENCY="2",
-        COFFER_ARGON2_TIME_COST="1",
-        COFFER_ARGON2_MEMORY_KIB="1024",
-        COFFER_ARGON2_PARALLELISM="1",
-        COFFER_LOG_LEVEL="WARNING",
-        # gunicorn opens a control socket in $XDG_RUNTIME_DIR: one directory per instance.
-        XDG_RUNTIME_DIR=str(run_dir),
-    )
-    return env
+        stop_gunicorn(self.process)
 
 
 def start_coffer(work_dir: Path, *, cors_origins: str) -> Coffer:
     """Migrate a fresh SQLite database, start gunicorn on a free port, wait for /healthz."""
-    port = _free_port()
+    port = free_port()
     run_dir = Path(tempfile.mkdtemp(prefix=f"gunicorn-{port}-", dir=work_dir))
     run_dir.chmod(0o700)
-    env = _coffer_env(
-        database_url=f"sqlite:///{run_dir / 'coffer.db'}",
-        cors_origins=cors_origins,
-        port=port,
-        run_dir=run_dir,
+    env = coffer_env(
+        DATABASE_URL=f"sqlite:///{run_dir / 'coffer.db'}",
+        COFFER_BIND=f"127.0.0.1:{port}",
+        COFFER_CORS_ORIGINS=cors_origins,
+        WEB_CONCURRENCY="2",
+        XDG_RUNTIME_DIR=str(run_dir),
     )
-    migrated = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert migrated.returncode == 0, f"flask db upgrade failed:\n{migrated.stderr}"
+    migrate(env)
     log_path = run_dir / "gunicorn.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so that stop() reaches the workers
-        )
+        process = start_gunicorn(env, log)
     coffer = Coffer(port=port, process=process, log_path=log_path)
     deadline = time.monotonic() + START_TIMEOUT
     while not coffer.answers():

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import sqlalchemy as sa
-from harness import METRICS, Fleet, instance_env, migrate
+from gunicorn_run import migrate
+from harness import METRICS, Fleet, instance_env
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")

@@ -1,36 +1,23 @@
-"""Coffer instances for the system tests: gunicorn processes, their environment, a small HTTP
-client and /proc readings. Standard library only; throwaway.py and traffic.py do the rest."""
+"""Coffer instances for the system tests: gunicorn processes, their environment and /proc
+readings (the HTTP client is gunicorn_run's). Standard library only; throwaway.py and traffic.py
+do the rest."""
 
 from __future__ import annotations
 
 import http.client
-import json
 import os
-import secrets
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent  # the venv that runs pytest also has gunicorn and flask
-PASSWORD = "correct horse battery staple"
-# One strong key per test run, shared by every instance (as in production).
-SECRET_KEY = secrets.token_urlsafe(48)
+from gunicorn_run import Reply, coffer_env, free_port, request, start_gunicorn
+
 # Transport failures: the server went away while a request was in flight, or was not there.
 CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine)
 # Lines printed in the terminal summary (conftest.py): what the suite measured.
 METRICS: list[str] = []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float = 0.1):
@@ -41,51 +28,6 @@ def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float
         if value or time.monotonic() > deadline:
             return value or None
         time.sleep(interval)
-
-
-# --- HTTP ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body) if self.body else None
-
-    @property
-    def media_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip()
-
-
-def request(
-    port: int,
-    method: str,
-    path: str,
-    *,
-    json_body: object = None,
-    token: str | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 30,
-) -> Reply:
-    """One request on a new connection (gunicorn's sync workers close every connection)."""
-    sent = dict(headers or {})
-    body = None
-    if json_body is not None:
-        body = json.dumps(json_body).encode()
-        sent["Content-Type"] = "application/json"
-    if token:
-        sent["Authorization"] = f"Bearer {token}"
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=sent)
-        response = conn.getresponse()
-        received = {name.lower(): value for name, value in response.getheaders()}
-        return Reply(response.status, received, response.read())
-    finally:
-        conn.close()
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -125,44 +67,18 @@ def rss_kib(pid: int) -> int | None:
 
 
 def instance_env(*, database_url: str, redis_url: str | None, **settings: str) -> dict[str, str]:
-    """The environment of one Coffer instance: nothing inherited that configures Coffer."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("COFFER_", "TEST_", "RATELIMIT_"))
-        and name not in {"DATABASE_URL", "REDIS_URL", "WEB_CONCURRENCY", "FLASK_APP"}
-    }
-    env.update(
-        COFFER_ENV="production",
-        COFFER_SECRET_KEY=SECRET_KEY,
+    """The environment of one Coffer instance (cheap hashing: the tests that need slow
+    requests raise it); nothing inherited configures Coffer."""
+    env = coffer_env(
         DATABASE_URL=database_url,
         WEB_CONCURRENCY="2",
-        # Cheap hashing; the tests that need slow requests raise it.
-        COFFER_ARGON2_TIME_COST="1",
-        COFFER_ARGON2_MEMORY_KIB="1024",
-        COFFER_ARGON2_PARALLELISM="1",
         COFFER_RATE_LIMIT_AUTH="1000000/minute",
         COFFER_RATE_LIMIT_API="1000000/minute",
-        COFFER_LOG_LEVEL="WARNING",
     )
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(settings)
     return env
-
-
-def migrate(env: dict[str, str]) -> None:
-    """`flask db upgrade`, exactly as the Dockerfile runs it before gunicorn."""
-    done = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"migrations failed:\n{done.stdout}\n{done.stderr}")
 
 
 class Instance:
@@ -190,14 +106,7 @@ class Instance:
 
     def start(self) -> Instance:
         self._log = open(self.log_path, "ab")  # closed in stop() and kill()
-        self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.process = start_gunicorn(self.env, self._log)
         return self
 
     @property

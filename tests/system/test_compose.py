@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from harness import ROOT
+from gunicorn_run import ROOT
 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
 INSTANCES = ("coffer-a", "coffer-b")

@@ -5,7 +5,8 @@ import time
 from collections import Counter
 
 import pytest
-from harness import CONNECTION_ERRORS, METRICS, instance_env, migrate, wait_for
+from gunicorn_run import migrate
+from harness import CONNECTION_ERRORS, METRICS, instance_env, wait_for
 from throwaway import ThrowawayPostgres, postgres_bindir
 from traffic import Load, log_in, sign_up
 

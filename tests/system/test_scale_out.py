@@ -4,7 +4,7 @@ import secrets
 import threading
 
 import pytest
-from harness import PASSWORD
+from helpers import PASSWORD
 from traffic import log_in, new_email, sign_up
 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]

@@ -4,7 +4,8 @@ import os
 import time
 
 import pytest
-from harness import METRICS, PASSWORD, rss_kib
+from harness import METRICS, rss_kib
+from helpers import PASSWORD
 from traffic import Load, log_in, new_email
 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]

@@ -4,7 +4,8 @@ import threading
 import time
 
 import pytest
-from harness import METRICS, instance_env, migrate
+from gunicorn_run import migrate
+from harness import METRICS, instance_env
 from traffic import Load, sign_up
 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]

@@ -9,7 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness import CONNECTION_ERRORS, PASSWORD, Instance, Reply
+from gunicorn_run import Reply
+from harness import CONNECTION_ERRORS, Instance
+from helpers import PASSWORD
 
 
 @dataclass
