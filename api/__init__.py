@@ -8,7 +8,7 @@ import redis
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import cli, database, events, keys, models, pagination, passwords, ratelimit, tokens
+from api import cli, database, events, keys, mail, models, pagination, passwords, ratelimit, tokens
 from api.config import from_env
 from api.extensions import cors, db, migrate
 from api.http import limits, logs, problems, web
@@ -39,9 +39,10 @@ CORS_EXPOSE_HEADERS = [
 __all__ = ["create_app", "models"]
 
 
-def create_app(config: Mapping | None = None) -> Flask:
-    """Build a Coffer app from the environment, with `config` overriding any setting."""
-    app = Flask(__name__)
+def create_app(config: Mapping | None = None, *, instance_path: str | None = None) -> Flask:
+    """Build a Coffer app from the environment, with `config` overriding any setting;
+    `instance_path` (absolute) replaces the default instance folder, `instance/`."""
+    app = Flask(__name__, instance_path=instance_path)
     app.config.update(from_env())
     app.config.update(config or {})
     app.config["MAX_CONTENT_LENGTH"] = app.config["COFFER_MAX_BODY_BYTES"]
@@ -61,6 +62,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     _init_redis(app)
     ratelimit.init_app(app)
+    mail.init_app(app)
     limits.init_app(app)
     _init_cors(app)
     if app.config["COFFER_TRUSTED_PROXIES"] > 0:

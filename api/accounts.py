@@ -6,7 +6,7 @@ import uuid
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from api import ratelimit
+from api import link_tokens, ratelimit
 from api.email_address import normalise_email
 from api.errors import Conflict, NotFound
 from api.events import emit
@@ -32,19 +32,43 @@ class EmailTaken(Conflict):
         super().__init__("This email address is already registered.")
 
 
-def _commit_unique_email() -> None:
+def commit_unique_email(*, flush_only: bool = False) -> None:
+    """Commit (or only flush): EmailTaken when the unique constraint finds the address taken."""
     try:
-        db.session.commit()
+        if flush_only:
+            db.session.flush()
+        else:
+            db.session.commit()
     except IntegrityError:
         db.session.rollback()
         raise EmailTaken() from None
 
 
-def create_user(*, email: str, password: str, name: str | None = None, role: str = "user") -> User:
-    user = User(email=email, password_hash=hash_password(password), name=name, role=role)
+def create_user(
+    *,
+    email: str,
+    password: str,
+    name: str | None = None,
+    role: str = "user",
+    verified: bool = False,
+) -> User:
+    """Register a user and mail a link + code that verifies the address, in one commit.
+    `verified`: the operator vouches for the address (the first admin); no mail."""
+    user = User(
+        email=email,
+        password_hash=hash_password(password),
+        name=name,
+        role=role,
+        email_verified=verified,
+    )
     db.session.add(user)
-    _commit_unique_email()
+    commit_unique_email(flush_only=True)
+    if not verified:
+        link_tokens.mail_verification(user)
+    db.session.commit()
     emit("user_registered", user_id=user.id)
+    if not verified:
+        emit("email_verification_sent", user_id=user.id)
     return user
 
 
@@ -95,39 +119,64 @@ def require_password(user: User, password: str | None, field: str) -> None:
 
 
 def update_own_profile(caller: Caller, changes: dict, *, current_password: str | None) -> User:
-    """A user's own change of name or email; a new email needs the current password."""
+    """A user's own change of name, at once, and of email, which only starts: a new address
+    needs the current password, must have no account, and waits in `pending_email` until the
+    link + code mailed to it is confirmed (api/account_email.py)."""
     user = get_user(caller.id)
-    if "email" in changes and changes["email"] != user.email:
+    changes = dict(changes)
+    new_email = changes.pop("email", user.email)
+    if new_email != user.email:
         require_password(user, current_password, "current_password")
-    return update_user(user, changes, by=caller.id)
+        if find_user(new_email) is not None:
+            raise EmailTaken()
+        ratelimit.enforce_mail_limit(new_email)
+        link_tokens.mail_email_change(user, new_email, session_id=caller.session_id)
+    update_user(user, changes, by=caller.id)  # commits the change's mails with the name
+    if new_email != user.email:
+        emit("email_change_requested", user_id=user.id, new_email=new_email)
+    return user
 
 
 def update_user(user: User, changes: dict, *, by: uuid.UUID) -> User:
-    """Apply admin or self-service changes; a new role or deactivation ends every session."""
+    """Apply admin or self-service changes; a new role or deactivation ends every session.
+    A new email (an admin's) is unverified, and ends every request mailed to the old one."""
     changed = sorted(name for name, value in changes.items() if getattr(user, name) != value)
-    old_email = user.email
     for name in changed:
         setattr(user, name, changes[name])
     if "role" in changed or ("is_active" in changed and not user.is_active):
         revoke_sessions(user.id)
-    _commit_unique_email()
+    if "email" in changed:
+        user.email_verified, user.pending_email = False, None
+        link_tokens.revoke(user.id)
+    commit_unique_email()
     actor = {} if by == user.id else {"by": str(by)}
     if "is_active" in changed and not user.is_active:
         emit("user_deactivated", user_id=user.id, fields=changed, **actor)
-    elif "email" in changed and not actor:
-        emit("email_changed", user_id=user.id, old_email=old_email, new_email=user.email)
     elif changed:
         emit("user_updated", user_id=user.id, fields=changed, **actor)
     return user
 
 
-def change_password(user: User, *, current: str, new: str, keep_session: uuid.UUID) -> None:
-    require_password(user, current, "current_password")
+def check_new_password(user: User, new: str) -> None:
+    """The policy of registration: ValidationError (422) naming `new_password`."""
     problems = password_problems(new, user.email)
     if problems:
         raise ValidationError({"new_password": problems})
+
+
+def set_password(user: User, new: str) -> None:
+    """Store a new password (checked already). Every request mailed to the user dies with the
+    old one, and a pending e-mail change too (API.md: Account e-mail). The caller commits."""
     user.password_hash = hash_password(new)
     user.updated_at = utcnow()
+    user.pending_email = None
+    link_tokens.revoke(user.id)
+
+
+def change_password(user: User, *, current: str, new: str, keep_session: uuid.UUID) -> None:
+    require_password(user, current, "current_password")
+    check_new_password(user, new)
+    set_password(user, new)
     revoked = revoke_sessions(user.id, keep=keep_session)
     db.session.commit()
     emit("password_changed", user_id=user.id, revoked_sessions=revoked)
@@ -185,7 +234,7 @@ def _create_admin(email: str, password: str) -> User:
     problems = password_problems(password, email)
     if problems:
         raise ValueError(f"the admin password is not acceptable: {' '.join(problems)}")
-    return create_user(email=email, password=password, role="admin")
+    return create_user(email=email, password=password, role="admin", verified=True)
 
 
 def revoke_sessions(user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> int:

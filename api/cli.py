@@ -13,6 +13,7 @@ from api.config import from_env
 from api.email_address import InvalidEmail
 from api.extensions import db
 from api.http.idempotency import RETENTION
+from api.mail.commands import mail
 from api.models import IdempotencyKey, Session, utcnow
 
 
@@ -231,3 +232,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(openapi)
     app.cli.add_command(jwt_keys)
     app.cli.add_command(data_index)
+    app.cli.add_command(mail)

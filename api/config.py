@@ -38,10 +38,32 @@ SETTINGS: dict[str, tuple[type, object]] = {
     "COFFER_ARGON2_PARALLELISM": (int, 1),
     "COFFER_TRUSTED_PROXIES": (int, 0),
     "COFFER_LOG_LEVEL": (str, "INFO"),
+    # Mail (api/mail): links open COFFER_APP_URL; smtp://, smtps:// or console:// (the log).
+    "COFFER_APP_URL": (str, "http://localhost:5173"),
+    "COFFER_MAIL_URL": (str, "console://"),
+    "COFFER_MAIL_FROM": (str, "Coffer <no-reply@localhost>"),
+    "COFFER_MAIL_TEMPLATES": (str, None),  # a folder whose templates win over the built-in ones
+    "COFFER_MAIL_RETRY_FOR": (int, 86400),
+    # on: every web worker runs a sender thread; off: only `flask mail send` (cron) sends.
+    "COFFER_MAIL_SENDER": (bool, "on"),
+    # Account e-mail (api/account_email.py): how long a link + code lives, in seconds; whether
+    # log-in needs a verified address; mails per target address.
+    "COFFER_VERIFY_TOKEN_TTL": (int, 86400),
+    "COFFER_RESET_TOKEN_TTL": (int, 3600),
+    "COFFER_REQUIRE_VERIFIED_EMAIL": (bool, "false"),  # as the environment spells it
+    "COFFER_RATE_LIMIT_MAIL": (str, "5/hour"),
 }
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _convert(name: str, kind: type, raw: str) -> object:
+    if kind is bool:
+        if raw.lower() not in _TRUE | _FALSE:
+            raise RuntimeError(f"{name} must be true or false, got {raw!r}")
+        return raw.lower() in _TRUE
     if kind is int:
         try:
             return int(raw)

@@ -3,7 +3,13 @@ HTTP layer (api/http/problems.py) maps each kind to its status and problem+json 
 
 
 class CofferError(Exception):
-    """A failure that the caller can act on, with a sentence that says what went wrong."""
+    """A failure that the caller can act on, with a sentence that says what went wrong.
+
+    `problem_type` is the RFC 9457 `type` of its body: `about:blank` (the status says it all)
+    unless a kind of error needs telling apart from others of its status.
+    """
+
+    problem_type = "about:blank"
 
     def __init__(self, detail: str, *, errors: dict | None = None) -> None:
         super().__init__(detail)
@@ -30,6 +36,12 @@ class Unauthenticated(CofferError):
 
 class Forbidden(CofferError):
     """Authenticated, but the caller's role or access does not allow this."""
+
+
+class EmailNotVerified(Forbidden):
+    """The password was right, but COFFER_REQUIRE_VERIFIED_EMAIL wants a verified address."""
+
+    problem_type = "urn:coffer:problem:email-not-verified"
 
 
 class NotFound(CofferError):

@@ -28,6 +28,11 @@ TYPES = (
     "user_updated",
     "user_deactivated",
     "user_deleted",
+    "email_verification_sent",
+    "email_verified",
+    "email_change_requested",
+    "password_reset_requested",
+    "password_reset_completed",
 )
 SIGNALS = {name: signals.signal(name) for name in TYPES}
 

@@ -1,4 +1,5 @@
-"""SQLAlchemy models: users, their sessions and refresh tokens, records, idempotency keys."""
+"""SQLAlchemy models: users, their sessions and refresh tokens, link tokens, records,
+idempotency keys."""
 
 import uuid
 from datetime import UTC, datetime
@@ -8,14 +9,17 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid6 import uuid7
 
+from api import clock
 from api.extensions import db
 
 ROLES = ("user", "service", "admin")
+# What a link token proves (api/link_tokens.py).
+LINK_PURPOSES = ("verify_email", "reset_password", "change_email")
 
 
 def utcnow() -> datetime:
     """Now in UTC, truncated to the millisecond: what is stored is exactly what clients see."""
-    now = datetime.now(UTC)
+    now = clock.now()
     return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
 
 
@@ -41,6 +45,9 @@ class User(db.Model):
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    email_verified: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # The address of an e-mail change that awaits confirmation (api/link_tokens.py).
+    pending_email: Mapped[str | None] = mapped_column(sa.String(320))
     name: Mapped[str | None] = mapped_column(sa.String(200))
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[str] = mapped_column(sa.String(16), default="user", index=True)
@@ -89,6 +96,38 @@ class RefreshToken(db.Model):
     token_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LinkToken(db.Model):
+    """A request mailed to an address: verify it, reset a password, or confirm a change.
+
+    The link's token is stored only as its SHA-256 (256 random bits need no slow hash); the
+    6-digit code, which is guessable, only as an HMAC under a key derived from the server
+    secret. `email` is the address the mail went to; `session_id` the session that asked for
+    an e-mail change, which outlives the change.
+    """
+
+    __tablename__ = "link_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(sa.String(16))
+    token_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32), unique=True)
+    code_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
+    email: Mapped[str] = mapped_column(sa.String(320))
+    session_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    failed_codes: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        sa.CheckConstraint(f"purpose IN {LINK_PURPOSES}", name="purpose"),
+        # The newest request sent to an address, which a code is checked against.
+        sa.Index("ix_link_tokens_email_purpose_created", "email", "purpose", "created_at"),
+        # A user's requests of a purpose, replaced or revoked together.
+        sa.Index("ix_link_tokens_user_id_purpose", "user_id", "purpose"),
+    )
 
 
 class Record(db.Model):

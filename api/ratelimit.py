@@ -7,6 +7,10 @@ instance (api/counters.py).
   password confirmation counts on that same per-account counter.
 - Every authenticated route: one COFFER_RATE_LIMIT_API counter per user, counted once the
   request's session is known to be live (a revoked token never spends it).
+- Mail to an address (verification, password reset, e-mail change): COFFER_RATE_LIMIT_MAIL per
+  target address, one counter that every mail-sending route shares. Those routes also count
+  under COFFER_RATE_LIMIT_AUTH per client IP, on one shared counter, and the two that confirm
+  a mailed link or code each on its own.
 
 A spent limit raises RateLimited (429 with Retry-After); the HTTP layer shows the tightest
 window of a request in X-RateLimit-Limit, -Remaining and -Reset.
@@ -112,6 +116,7 @@ class Counters:
         self.prefix = app.config.get("COFFER_RATE_LIMIT_PREFIX", "coffer")
         self.auth = parse(app.config["COFFER_RATE_LIMIT_AUTH"])
         self.api = parse(app.config["COFFER_RATE_LIMIT_API"])
+        self.mail = parse(app.config["COFFER_RATE_LIMIT_MAIL"])
         self.tiers = [
             Tier("the instance's file", SQLiteStorage(functools.partial(_counters_path, app))),
             Tier("this process's memory", _SweptMemoryStorage()),
@@ -174,6 +179,11 @@ def enforce_auth_limit(scope: str, client: str) -> None:
 def enforce_account_limit(scope: str, email: str) -> None:
     """COFFER_RATE_LIMIT_AUTH per account (its normalised email) on `scope`'s counter."""
     enforce(counters().auth, f"{scope}-account", email)
+
+
+def enforce_mail_limit(address: str) -> None:
+    """COFFER_RATE_LIMIT_MAIL per target address (normalised), whichever route mails it."""
+    enforce(counters().mail, "mail-address", address)
 
 
 def init_app(app: Flask) -> None:

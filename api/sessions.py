@@ -11,7 +11,7 @@ from datetime import timedelta
 from flask import current_app
 
 from api import accounts, ratelimit
-from api.errors import NotFound, Unauthenticated
+from api.errors import EmailNotVerified, NotFound, Unauthenticated
 from api.events import emit
 from api.extensions import db
 from api.models import RefreshToken, Session, User, utcnow
@@ -27,6 +27,10 @@ from api.tokens import (
 
 INVALID_CREDENTIALS = "The email or password is incorrect."
 INVALID_REFRESH_TOKEN = "The refresh token is invalid, expired or revoked."
+EMAIL_NOT_VERIFIED = (
+    "The email address is not verified yet: follow the link of the verification mail, or "
+    "reset the password, which verifies the address too."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,9 @@ def log_in(
         # No user id for an unknown email: nothing that anyone could read back.
         emit("login_failed", user_id=user.id if user else None)
         raise Unauthenticated(INVALID_CREDENTIALS, reason=None)
+    if not _may_sign_in(user):
+        emit("login_failed", user_id=user.id, reason="email_not_verified")
+        raise EmailNotVerified(EMAIL_NOT_VERIFIED)
     ttl = timedelta(seconds=current_app.config["COFFER_REFRESH_TOKEN_TTL"])
     session = Session(
         user_id=user.id,
@@ -113,6 +120,8 @@ def refresh(presented: str) -> IssuedTokens:
     now = utcnow()
     if session.revoked_at is not None or session.expires_at <= now or not user.is_active:
         raise Unauthenticated(INVALID_REFRESH_TOKEN)
+    if not _may_sign_in(user):
+        raise EmailNotVerified(EMAIL_NOT_VERIFIED)
     child = child_refresh_token(presented)
     if token.rotated_at is None:
         rotated = db.session.execute(
@@ -135,6 +144,12 @@ def refresh(presented: str) -> IssuedTokens:
     db.session.commit()
     emit("refresh_reuse_detected", user_id=user.id, session_id=session.id)
     raise Unauthenticated(INVALID_REFRESH_TOKEN)
+
+
+def _may_sign_in(user: User) -> bool:
+    """Whether a user whose password (or refresh token) was right may have tokens: not when
+    COFFER_REQUIRE_VERIFIED_EMAIL is on and the address is unverified."""
+    return user.email_verified or not current_app.config["COFFER_REQUIRE_VERIFIED_EMAIL"]
 
 
 def _within_grace(token: RefreshToken, child: str, now) -> bool:

@@ -6,6 +6,12 @@ from flask import Blueprint, Flask
 from api.http.problems import ProblemApi
 from api.http.web import V1, json_response
 from resources import spec
+from resources.account_email import (
+    EmailVerification,
+    MyEmailVerification,
+    PasswordResetConfirmation,
+    PasswordResets,
+)
 from resources.data import Collection, Collections, RecordItem
 from resources.docs import Docs, DocsAsset, DocsInit
 from resources.events import MyEvents, UserEvents
@@ -27,6 +33,11 @@ api.add_resource(SessionList, f"{V1}/sessions")
 api.add_resource(SessionRefresh, f"{V1}/sessions/refresh")
 api.add_resource(CurrentSession, f"{V1}/sessions/current")
 api.add_resource(SessionItem, f"{V1}/sessions/<uuid:session_id>")
+
+api.add_resource(MyEmailVerification, f"{V1}/users/me/email-verification")
+api.add_resource(EmailVerification, f"{V1}/email-verification")
+api.add_resource(PasswordResets, f"{V1}/password-resets")
+api.add_resource(PasswordResetConfirmation, f"{V1}/password-resets/confirm")
 
 api.add_resource(Collections, f"{V1}/data")
 api.add_resource(Collection, f"{V1}/data/<string:collection>")

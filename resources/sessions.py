@@ -19,6 +19,10 @@ from schemas.sessions import (
 )
 
 _SESSION = {"session_id": "$response.body#/items/0/id"}
+_UNVERIFIED = {
+    403: "The password was right, but the address is unverified and COFFER_REQUIRE_VERIFIED_EMAIL "
+    "is on: `type` is `urn:coffer:problem:email-not-verified`."
+}
 _NO_SESSION = {404: "No such session of yours, or one that has ended."}
 
 
@@ -27,7 +31,7 @@ class SessionList(Resource):
     @auth_limit(LOG_IN)
     @body(login_request)
     @response(tokens, 201)
-    @other_responses({401: "The email or password is incorrect."})
+    @other_responses({401: "The email or password is incorrect.", **_UNVERIFIED})
     def post(self, credentials):
         """Log in."""
         return sessions.log_in(**credentials, user_agent=request.user_agent.string, ip=client_ip())
@@ -55,7 +59,7 @@ class SessionRefresh(Resource):
     @auth_limit("refresh")
     @body(refresh_request)
     @response(tokens)
-    @other_responses({401: "The refresh token is invalid, expired or revoked."})
+    @other_responses({401: "The refresh token is invalid, expired or revoked.", **_UNVERIFIED})
     def post(self, presented):
         """Rotate a refresh token; the old one stops working."""
         return sessions.refresh(presented["refresh_token"])

@@ -3,7 +3,8 @@
 from flask import g
 from flask_restful import Resource
 
-from api import accounts
+from api import accounts, ratelimit
+from api.account_email import MAIL
 from api.http.auth import authenticate, require_role
 from api.http.idempotency import idempotent
 from api.http.limits import auth_limit
@@ -15,7 +16,7 @@ from api.http.operation import (
     paginated,
     response,
 )
-from api.http.web import V1
+from api.http.web import V1, client_ip
 from schemas.users import (
     password_change,
     password_confirmation,
@@ -27,6 +28,10 @@ from schemas.users import (
 )
 
 _TAKEN = {409: "The email address is already registered."}
+_CHANGE_STARTED = (
+    "A change of email has started: `email` is unchanged and `pending_email` is the new "
+    "address until the link + code mailed to it is confirmed (a name applies at once)."
+)
 # Users are linked from the list that shows them to their reader (an admin), not from
 # registration: its Location names an account that only its owner and admins may read.
 _USER = {"user_id": "$response.body#/items/0/id"}
@@ -61,17 +66,22 @@ class Me(Resource):
     @response(user_public)
     def get(self):
         """Own profile."""
-        return g.caller
+        return accounts.get_user(g.caller.id)
 
     @authenticate
     @operation("updateMe")
     @body(user_self_update)
-    @response(user_public)
-    @other_responses(_TAKEN)
+    @response(user_public, also={202: _CHANGE_STARTED})
+    @other_responses({**_TAKEN, 429: "Too many mails to the new address, or from this client."})
     def patch(self, changes):
-        """Change own name or email (a new email needs current_password)."""
+        """Change own name, or start a change of email (which needs current_password)."""
+        if "email" in changes:  # a mail-sending route (API.md: Account e-mail)
+            ratelimit.enforce_auth_limit(MAIL, client_ip())
         current_password = changes.pop("current_password", None)
-        return accounts.update_own_profile(g.caller, changes, current_password=current_password)
+        user = accounts.update_own_profile(g.caller, changes, current_password=current_password)
+        if changes.get("email", user.email) != user.email:
+            return user, {}, 202
+        return user
 
     @authenticate
     @operation("deleteMe")

@@ -23,6 +23,12 @@ _new_password = {
 }
 
 
+def new_password_field() -> fields.String:
+    """A new password, with the policy's defaults documented (the policy itself is checked
+    where the account's address is known)."""
+    return fields.String(**_new_password)
+
+
 class _Normalised:
     """Loads an e-mail address in the one form accounts are stored and looked up in."""
 
@@ -45,6 +51,13 @@ class EmailLookup(_Normalised, fields.String):
 class UserPublic(Schema):
     id = fields.UUID()
     email = fields.String()
+    email_verified = fields.Boolean(
+        metadata={"description": "Whether a mail to `email` reached its reader (a link or code)."}
+    )
+    pending_email = fields.String(
+        allow_none=True,
+        metadata={"description": "The new address of an e-mail change that awaits confirmation."},
+    )
     name = fields.String(allow_none=True)
     role = fields.String()
     is_active = fields.Boolean()
@@ -66,7 +79,13 @@ class UserCreate(Schema):
 
 class UserSelfUpdate(Schema):
     name = fields.String(**_name)
-    email = EmailAddress(**_email)
+    email = EmailAddress(
+        **_email,
+        metadata={
+            "description": "A new address starts a change (202): confirmed by the link + code "
+            "mailed to it, it becomes `email`; until then it is `pending_email`."
+        },
+    )
     current_password = fields.String(load_only=True, validate=validate.Length(max=4096))
 
 

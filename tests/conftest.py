@@ -6,25 +6,27 @@ xdist worker), Redis-backed rate limits when TEST_REDIS_URL is set.
 
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from flask_migrate import upgrade
+from helpers import ASYMMETRIC, PASSWORD, bearer
 from werkzeug.serving import make_server
 
-from api import create_app
+from api import clock, create_app
 from api.extensions import db
 from api.models import Session, User, utcnow
 from api.passwords import hash_password
 from api.tokens import issue_access_token
 
+pytest_plugins = ["smtp_sink"]  # the smtp_sink fixture: a real SMTP server
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 SECRET = "test-signing-key-" + "x7Qp2Lm9" * 6
-PASSWORD = "correct horse battery staple"
 
 
 def _postgres_schema_url(base: str, schema: str) -> str:
@@ -44,14 +46,15 @@ def database_url(tmp_path_factory, worker_id):
         url = _postgres_schema_url(TEST_DATABASE_URL, f"{prefix}_{worker_id}")
     else:
         url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "coffer.db")
-    app = create_app({"DATABASE_URL": url, "COFFER_SECRET_KEY": SECRET, "TESTING": True})
+    config = {"DATABASE_URL": url, "COFFER_SECRET_KEY": SECRET, "TESTING": True}
+    app = create_app(config, instance_path=str(tmp_path_factory.mktemp("instance")))
     with app.app_context():
         upgrade()
         db.engine.dispose()
     return url
 
 
-def base_config(database_url: str, tmp_path) -> dict:
+def base_config(database_url: str) -> dict:
     config = {
         "TESTING": True,
         "DATABASE_URL": database_url,
@@ -71,12 +74,13 @@ def base_config(database_url: str, tmp_path) -> dict:
 
 @pytest.fixture
 def make_app(database_url, tmp_path):
-    """Build an app on the shared test database; tables are emptied after the test."""
+    """Build an app on the shared test database, its instance folder the test's tmp_path
+    unless `instance_path` says otherwise; tables are emptied after the test."""
     apps = []
 
-    def factory(**overrides):
-        app = create_app({**base_config(database_url, tmp_path), **overrides})
-        app.instance_path = str(tmp_path)
+    def factory(*, instance_path: str | None = None, **overrides):
+        config = {**base_config(database_url), **overrides}
+        app = create_app(config, instance_path=instance_path or str(tmp_path))
         apps.append(app)
         return app
 
@@ -136,7 +140,7 @@ class Accounts:
                 password=password,
                 session_id=str(session.id),
                 token=token,
-                headers={"Authorization": f"Bearer {token}"},
+                headers=bearer(token),
             )
 
 
@@ -153,6 +157,33 @@ def user(accounts):
 @pytest.fixture
 def admin(accounts):
     return accounts.create(role="admin")
+
+
+class FrozenClock:
+    """api.clock stopped at one instant; only `advance` moves it."""
+
+    def __init__(self, start: float) -> None:
+        self.seconds = start
+
+    def timestamp(self) -> float:
+        return self.seconds
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.seconds, UTC)
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch) -> FrozenClock:
+    """Coffer's clock stopped at the real now, for tests that let time pass: `advance(seconds)`
+    instead of sleeping. (PyJWT checks a new token's times by the real clock the first time the
+    app verifies it: past the 30 s leeway, issue the tokens before advancing.)"""
+    frozen = FrozenClock(float(int(time.time())))  # a whole second: advance(0.001) is exact
+    monkeypatch.setattr(clock, "now", frozen.now)
+    monkeypatch.setattr(clock, "timestamp", frozen.timestamp)
+    return frozen
 
 
 @pytest.fixture
@@ -172,9 +203,6 @@ def serve():
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-ASYMMETRIC = ["EdDSA", "ES256", "RS256"]
 
 
 @pytest.fixture(params=ASYMMETRIC)

@@ -1,8 +1,8 @@
 """Security events: each account action leaves exactly one event, seen by its owner and admins."""
 
 import pytest
+from helpers import PASSWORD, bearer, log_in, register
 
-PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "another long passphrase 42"
 
 
@@ -17,23 +17,21 @@ def types(client, headers, path="/api/v1/users/me/events"):
 
 
 def register_and_log_in(client, email="ev@example.com"):
-    assert (
-        client.post("/api/v1/users", json={"email": email, "password": PASSWORD}).status_code == 201
-    )
-    response = client.post(
-        "/api/v1/sessions",
-        json={"email": email, "password": PASSWORD, "device_name": "phone"},
-        headers={"User-Agent": "EventsTest/1.0"},
-    )
+    assert register(client, email).status_code == 201
+    response = log_in(client, email, device_name="phone", headers={"User-Agent": "EventsTest/1.0"})
     assert response.status_code == 201
     tokens = response.get_json()
-    return tokens, {"Authorization": f"Bearer {tokens['access_token']}"}
+    return tokens, bearer(tokens["access_token"])
 
 
 def test_registration_and_log_in_are_recorded_newest_first(client):
     tokens, headers = register_and_log_in(client)
     recorded = events(client, headers)
-    assert [e["type"] for e in recorded] == ["session_created", "user_registered"]
+    assert [e["type"] for e in recorded] == [
+        "session_created",
+        "email_verification_sent",  # registration mails a verification link
+        "user_registered",
+    ]
     created = recorded[0]
     assert created["session_id"] == tokens["session"]["id"]
     assert created["user_id"] == tokens["user"]["id"]
@@ -45,16 +43,14 @@ def test_registration_and_log_in_are_recorded_newest_first(client):
 
 def test_a_failed_log_in_is_recorded_for_the_account(client):
     _, headers = register_and_log_in(client)
-    response = client.post("/api/v1/sessions", json={"email": "ev@example.com", "password": "x"})
+    response = log_in(client, "ev@example.com", "x")
     assert response.status_code == 401
     assert types(client, headers)[0] == "login_failed"
     assert types(client, headers).count("login_failed") == 1
 
 
 def test_a_failed_log_in_for_an_unknown_email_is_visible_to_no_one(client, admin, app):
-    response = client.post(
-        "/api/v1/sessions", json={"email": "ghost@example.com", "password": PASSWORD}
-    )
+    response = log_in(client, "ghost@example.com")
     assert response.status_code == 401
     from api.extensions import db
     from api.models import SecurityEvent
@@ -75,7 +71,7 @@ def test_refresh_grace_replay_and_reuse_are_recorded(make_app):
         "/api/v1/sessions/refresh", json={"refresh_token": tokens["refresh_token"]}
     )
     assert first.status_code == replay.status_code == 200
-    headers = {"Authorization": f"Bearer {replay.get_json()['access_token']}"}
+    headers = bearer(replay.get_json()["access_token"])
     recorded = events(client, headers)[:2]
     assert [e["type"] for e in recorded] == ["session_refreshed", "session_refreshed"]
     assert [e["details"]["replayed"] for e in recorded] == [True, False]
@@ -92,11 +88,11 @@ def test_refresh_grace_replay_and_reuse_are_recorded(make_app):
     assert types(client, fresh)[1] == "refresh_reuse_detected"
 
 
-def _log_in_again(client, email="ev@example.com", password=PASSWORD):
-    response = client.post("/api/v1/sessions", json={"email": email, "password": password})
+def _log_in_again(client, email="ev@example.com"):
+    response = log_in(client, email)
     assert response.status_code == 201
     tokens = response.get_json()
-    return tokens, {"Authorization": f"Bearer {tokens['access_token']}"}
+    return tokens, bearer(tokens["access_token"])
 
 
 def test_logout_revoke_one_and_revoke_all_each_leave_one_event(client):
@@ -138,6 +134,7 @@ def test_password_change_is_one_event(client):
 
 
 def test_email_and_name_changes(client):
+    """A new email only starts a change; its confirmation is tests/test_email_change.py's."""
     _, headers = register_and_log_in(client)
     client.patch("/api/v1/users/me", json={"name": "Eve"}, headers=headers)
     client.patch(
@@ -147,8 +144,8 @@ def test_email_and_name_changes(client):
     )
     client.patch("/api/v1/users/me", json={"name": "Eve"}, headers=headers)  # no change
     recorded = events(client, headers)
-    assert [e["type"] for e in recorded[:2]] == ["email_changed", "user_updated"]
-    assert recorded[0]["details"] == {"old_email": "ev@example.com", "new_email": "eve@example.com"}
+    assert [e["type"] for e in recorded[:2]] == ["email_change_requested", "user_updated"]
+    assert recorded[0]["details"] == {"new_email": "eve@example.com"}
     assert recorded[1]["details"] == {"fields": ["name"]}
 
 
@@ -184,7 +181,7 @@ def test_events_are_visible_to_the_owner_and_admins_only(client, accounts, admin
     path = f"/api/v1/users/{tokens['user']['id']}/events"
     assert client.get(path, headers=other.headers).status_code == 403
     assert all(e["user_id"] == other.id for e in events(client, other.headers))
-    assert len(events(client, admin.headers, path)) == 2
+    assert len(events(client, admin.headers, path)) == 3  # registered, mailed, logged in
     assert client.get(path).status_code == 401
 
 
@@ -196,7 +193,7 @@ def test_events_of_an_unknown_user_are_404(client, admin):
 def test_events_are_paginated(client):
     _, headers = register_and_log_in(client)
     for _ in range(3):
-        client.post("/api/v1/sessions", json={"email": "ev@example.com", "password": "nope"})
+        log_in(client, "ev@example.com", "nope")
     seen, cursor = [], None
     while True:
         query = "?limit=2" + (f"&cursor={cursor}" if cursor else "")
@@ -205,6 +202,6 @@ def test_events_are_paginated(client):
         cursor = body["next_cursor"]
         if cursor is None:
             break
-    assert len(seen) == 5
-    assert len({e["id"] for e in seen}) == 5
+    assert len(seen) == 6  # registered, verification mailed, logged in, 3 failures
+    assert len({e["id"] for e in seen}) == 6
     assert client.get("/api/v1/users/me/events?limit=0", headers=headers).status_code == 422

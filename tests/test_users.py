@@ -4,41 +4,34 @@ import re
 import uuid
 
 import pytest
+from helpers import (
+    API,
+    PASSWORD,
+    UNKNOWN_ID,
+    assert_problem,
+    bearer,
+    log_in,
+    register,
+)
 
 from api.extensions import db
 from api.models import Record, RefreshToken, Session, User
 
-API = "/api/v1"
-UNKNOWN_ID = (
-    "0190f5a4-7c1e-7d2a-9b3c-4d5e6f708192"  # fixed, so that test ids match across xdist workers
-)
 USERS = f"{API}/users"
 ME = f"{USERS}/me"
-PASSWORD = "correct horse battery staple"  # the same as tests/conftest.py
 NEW_PASSWORD = "tangerine umbrella orbit"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-USER_FIELDS = {"id", "email", "name", "role", "is_active", "created_at", "updated_at"}
-
-
-def bearer(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def register(client, email: str, password: str = PASSWORD, **extra):
-    return client.post(USERS, json={"email": email, "password": password, **extra})
-
-
-def log_in(client, email: str, password: str = PASSWORD):
-    return client.post(f"{API}/sessions", json={"email": email, "password": password})
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body["status"] == status
-    assert body["title"] and body["detail"] and body["type"]
-    return body
+USER_FIELDS = {
+    "id",
+    "email",
+    "email_verified",
+    "pending_email",
+    "name",
+    "role",
+    "is_active",
+    "created_at",
+    "updated_at",
+}
 
 
 def assert_public_user(body: dict) -> None:
@@ -225,13 +218,15 @@ def test_patch_me_email_change_with_a_wrong_password_is_422(client, user):
     assert client.get(ME, headers=user.headers).get_json()["email"] == user.email
 
 
-def test_patch_me_email_change_with_the_password(client, user):
+def test_patch_me_email_change_with_the_password_starts_a_change(client, user):
+    """The address changes once the new one is confirmed (tests/test_email_change.py)."""
     changes = {"email": " New@Example.com ", "current_password": user.password}
     response = client.patch(ME, json=changes, headers=user.headers)
-    assert response.status_code == 200
-    assert response.get_json()["email"] == "new@example.com"
-    assert log_in(client, "new@example.com").status_code == 201
-    assert_problem(log_in(client, user.email), 401)
+    assert response.status_code == 202
+    assert response.get_json()["email"] == user.email
+    assert response.get_json()["pending_email"] == "new@example.com"
+    assert log_in(client, user.email).status_code == 201
+    assert_problem(log_in(client, "new@example.com"), 401)
 
 
 def test_patch_me_to_a_registered_email_is_409(client, accounts, user):

@@ -40,6 +40,7 @@ class Operation:
     path_parameters: dict[str, dict] = field(default_factory=dict)
     success: int | None = None
     schema: Schema | None = None  # of the success body; None: no body
+    also: dict[int, str] = field(default_factory=dict)  # other successes, same body -> when
     paged: bool = False  # the body is a page of `schema` items
     headers: dict[int, tuple[str, ...]] = field(default_factory=dict)
     responses: dict[int, str] = field(default_factory=dict)  # further statuses -> when
@@ -121,11 +122,19 @@ def arguments(schema: Schema, *, parameters: tuple[dict, ...] = ()):
     return decorator
 
 
-def response(schema: Schema | None, status: int = 200, *, headers: tuple[str, ...] = ()):
+def response(
+    schema: Schema | None,
+    status: int = 200,
+    *,
+    headers: tuple[str, ...] = (),
+    also: dict[int, str] | None = None,
+):
     """Dump the view's result with `schema` (None: an empty body) under `status`.
 
     The view returns the object, or (object, headers); a Response it returns (a 304, say)
-    passes through. `headers` names the response headers that the view sets.
+    passes through. `headers` names the response headers that the view sets. `also` names
+    other statuses that answer the same body, with when (a change that only starts: 202);
+    the view picks one by returning (object, headers, status).
     """
 
     def decorator(view):
@@ -134,15 +143,23 @@ def response(schema: Schema | None, status: int = 200, *, headers: tuple[str, ..
             result = view(*args, **kwargs)
             if isinstance(result, Response):
                 return result
-            found, extra = result if isinstance(result, tuple) else (result, {})
+            found, extra, code = _result(result, status)
             if schema is None:
-                return no_content(status, extra)
-            return schema.dump(found), status, extra
+                return no_content(code, extra)
+            return schema.dump(found), code, extra
 
         _answers(wrapper, schema, status, headers)
+        declare(wrapper).also.update(also or {})
         return wrapper
 
     return decorator
+
+
+def _result(result, status: int) -> tuple:
+    """(object, headers, status) of what a view returned."""
+    if not isinstance(result, tuple):
+        return result, {}, status
+    return result if len(result) == 3 else (*result, status)
 
 
 def paginated(schema: Schema):

@@ -55,10 +55,11 @@ def problem(
     *,
     errors: dict | None = None,
     headers: dict[str, str] | None = None,
+    problem_type: str = "about:blank",
 ) -> Response:
     """Build a problem+json response; the only place an error body is made."""
     body: dict = {
-        "type": "about:blank",
+        "type": problem_type,
         "title": _TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail or HTTPStatus(status).description,
@@ -91,7 +92,9 @@ def _from_domain(exc: errors.CofferError) -> Response:
         headers["WWW-Authenticate"] = challenge(exc.detail, exc.reason)
     elif isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    return problem(status, exc.detail, errors=exc.errors, headers=headers)
+    return problem(
+        status, exc.detail, errors=exc.errors, headers=headers, problem_type=exc.problem_type
+    )
 
 
 def _from_http(exc: HTTPException) -> Response:

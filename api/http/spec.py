@@ -144,6 +144,7 @@ def _statuses(op: Operation) -> dict[int, str | None]:
         statuses.update(dict.fromkeys((400, 412)))
     elif op.conditional == "If-None-Match":
         statuses[304] = None
+    statuses.update(op.also)
     statuses.update(op.responses)
     return dict(sorted(statuses.items()))
 
@@ -159,7 +160,7 @@ def _response(spec: APISpec, status: int, when: str | None, op: Operation) -> di
     }
     if status >= 400:
         response["content"] = {"application/problem+json": {"schema": _ref("Problem")}}
-    elif status == op.success and op.schema is not None:
+    elif (status == op.success or status in op.also) and op.schema is not None:
         response["content"] = {"application/json": {"schema": _success_schema(spec, op)}}
     if status == op.success and op.links:
         response["links"] = {

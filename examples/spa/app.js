@@ -5,6 +5,7 @@
 "use strict";
 
 const STORAGE_KEY = "coffer.tokens";
+const API_KEY = "coffer.api";
 const COLLECTION = "notes";
 const PAGE_SIZE = 50;
 const DEVICE_NAME = "Coffer notes (browser)";
@@ -24,10 +25,13 @@ const etags = new Map();
 
 // --- configuration -------------------------------------------------------------------------
 
+// The API base: `?api=` (kept in localStorage, so that a link from a mail, which carries no
+// `?api=`, still reaches the same API), else config.js, else this page's origin.
 function apiBase() {
   const fromQuery = new URLSearchParams(location.search).get("api");
+  if (fromQuery) localStorage.setItem(API_KEY, fromQuery);
   const configured = window.COFFER_CONFIG && window.COFFER_CONFIG.apiBase;
-  const raw = fromQuery || configured || location.origin;
+  const raw = fromQuery || localStorage.getItem(API_KEY) || configured || location.origin;
   let url;
   try {
     url = new URL(raw);
@@ -174,14 +178,21 @@ function say(message, kind = "info") {
   status.dataset.kind = kind;
 }
 
+// Which panel shows when nobody is logged in: "auth", "forgot", "reset" or "verify".
+let accountPanel = "auth";
+
 function render() {
   const loggedIn = Boolean(tokens && user);
-  $("#auth-panel").hidden = loggedIn;
-  $("#app-panel").hidden = !loggedIn;
+  const fromLink = accountPanel === "reset" || accountPanel === "verify"; // shown to anyone
+  for (const name of ["auth", "forgot", "reset", "verify"]) {
+    $(`#${name}-panel`).hidden = name !== accountPanel || (loggedIn && !fromLink);
+  }
+  $("#app-panel").hidden = !loggedIn || fromLink;
   document.body.dataset.state = loggedIn ? "logged-in" : "logged-out";
   if (loggedIn) {
     $("#user-name").textContent = user.name || "(no name)";
     $("#user-email").textContent = `<${user.email}>`;
+    $("#unverified").hidden = user.email_verified !== false;
   } else {
     $("#notes").replaceChildren();
   }
@@ -338,6 +349,69 @@ async function logOut() {
   else say("Logged out.", "ok");
 }
 
+// --- account e-mail: password reset and address confirmation ------------------------------
+
+// The token of a mail's link: it travels in the URL fragment, which no server ever sees.
+function linkToken() {
+  return new URLSearchParams(location.hash.slice(1)).get("token");
+}
+
+// What the link or the by-hand form proves: {token} from a link, else {email, code}.
+function proof(emailField, codeField) {
+  const token = linkToken();
+  if (token) return { token };
+  return { email: $(emailField).value.trim(), code: $(codeField).value.trim() };
+}
+
+function showPanel(name) {
+  accountPanel = name;
+  // A link's token shows no code fields; by hand, the email and the code are needed.
+  const byLink = Boolean(linkToken());
+  for (const part of document.querySelectorAll(".by-code")) part.hidden = byLink;
+  render();
+}
+
+// Leave a link's page: forget its token, so that a reload cannot post it again.
+function leaveLink() {
+  const home = location.pathname.replace(/\/(reset-password|verify-email)$/, "/");
+  history.replaceState(null, "", home + location.search);
+}
+
+async function requestReset() {
+  const email = $("#forgot-email").value.trim();
+  const response = await call("POST", "/api/v1/password-resets", { body: { email }, auth: false });
+  say((await response.json()).detail, "ok");
+  showPanel("reset"); // the code from the mail can be typed in here
+  $("#reset-email").value = email;
+}
+
+async function setNewPassword() {
+  const body = { ...proof("#reset-email", "#reset-code"), new_password: $("#new-password").value };
+  await call("POST", "/api/v1/password-resets/confirm", { body, auth: false });
+  $("#new-password").value = "";
+  leaveLink();
+  forgetTokens(); // every session of the account has ended
+  showPanel("auth");
+  say("Your password is changed and every session ended. Log in with the new password.", "ok");
+}
+
+async function confirmEmail() {
+  const response = await call("POST", "/api/v1/email-verification", {
+    body: proof("#verify-email", "#verify-code"),
+    auth: false,
+  });
+  const confirmed = await response.json();
+  leaveLink();
+  if (user && user.id === confirmed.id) user = confirmed;
+  showPanel("auth");
+  say(`Your address ${confirmed.email} is confirmed.`, "ok");
+}
+
+async function resendVerification() {
+  const response = await call("POST", "/api/v1/users/me/email-verification");
+  say((await response.json()).detail, "ok");
+}
+
 // --- wiring --------------------------------------------------------------------------------
 
 // Run one user action: its button is disabled meanwhile and any error ends up in #status.
@@ -362,6 +436,28 @@ function wire() {
   $("#register").addEventListener("click", () => {
     if ($("#auth-form").reportValidity()) run($("#register"), register);
   });
+  $("#forgot").addEventListener("click", () => showPanel("forgot"));
+  for (const back of document.querySelectorAll(".back")) {
+    back.addEventListener("click", () => {
+      leaveLink();
+      showPanel("auth");
+    });
+  }
+  $("#forgot-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#send-reset"), requestReset);
+  });
+  $("#reset-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#set-password"), setNewPassword);
+  });
+  $("#verify-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#confirm-email"), confirmEmail);
+  });
+  $("#resend-verification").addEventListener("click", () =>
+    run($("#resend-verification"), resendVerification),
+  );
   $("#note-form").addEventListener("submit", (event) => {
     event.preventDefault();
     run($("#add"), addNote);
@@ -402,6 +498,14 @@ function start() {
     return;
   }
   $("#api-base").textContent = API;
+  // A mail's link opens /reset-password#token=… or /verify-email#token=…; the page waits for
+  // a press of its button before it spends the token.
+  if (location.pathname.endsWith("/reset-password")) showPanel("reset");
+  else if (location.pathname.endsWith("/verify-email")) showPanel("verify");
+  if (accountPanel !== "auth") {
+    say(accountPanel === "reset" ? "Choose a new password." : "Confirm your address.");
+    return;
+  }
   if (!tokens) {
     render();
     say("Log in or register.");
