@@ -54,6 +54,17 @@ def outbox_rows() -> list[OutboxMail]:
     return list(db.session.scalars(sa.select(OutboxMail).order_by(OutboxMail.id)))
 
 
+def test_a_waiting_mail_keeps_its_token_and_code_encrypted(mail_app, smtp_sink):
+    with mail_app.app_context():
+        enqueue_verification()
+        db.session.commit()
+        raw = db.session.execute(sa.text("SELECT context FROM mail_outbox")).scalar_one()
+        assert "tok-en_1" not in str(raw) and "246810" not in str(raw)
+        assert mail.deliver_due() == 1
+    (message,) = smtp_sink.messages
+    assert "tok-en_1" in message.as_string() and "246810" in message.as_string()
+
+
 def test_committed_mail_is_delivered_once_with_both_parts_and_headers(make_app, smtp_sink):
     app = make_app(
         COFFER_APP_URL="https://app.example.org",

@@ -8,17 +8,22 @@ A `preparer` completes a row at send time, inside the sender's transaction: it r
 context to render (with a token it creates there, say), or None to drop the row unsent.
 """
 
+import base64
 import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+import orjson
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
+from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid6 import uuid7
 
 from api.extensions import db
+from api.keys import derive_key
 from api.mail import render
 from api.models import UTCDateTime, utcnow
 
@@ -63,11 +68,32 @@ class OutboxMail(db.Model):
     )
 
 
+def _fernet() -> Fernet:
+    key = derive_key(current_app.config["COFFER_SECRET_KEY"], "coffer mail outbox v1")
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal(context: dict) -> dict:
+    """A context as the outbox stores it: encrypted (Fernet, under a key derived from the
+    server secret for this purpose only), since it may hold a link's token and its code, which
+    the database must never hold in clear."""
+    if not context:
+        return {}
+    return {"sealed": _fernet().encrypt(orjson.dumps(context)).decode()}
+
+
+def unseal(stored: dict) -> dict:
+    """The context that `seal` stored; InvalidToken when another secret sealed it."""
+    if "sealed" not in stored:
+        return dict(stored)
+    return orjson.loads(_fernet().decrypt(stored["sealed"].encode()))
+
+
 def enqueue(*, to: str, template: str, context: dict) -> None:
     """Add a mail to the session, without committing: the caller's commit sends it.
     ValueError when `template` does not exist."""
     render.check(template)
-    row = OutboxMail(recipient=to, template=template, context=dict(context))
+    row = OutboxMail(recipient=to, template=template, context=seal(context))
     row.created_at = row.next_attempt_at = utcnow()
     db.session.add(row)
     db.session.info[_ENQUEUED] = True

@@ -29,7 +29,7 @@ from flask import current_app
 
 from api.extensions import db
 from api.mail import render
-from api.mail.outbox import PREPARERS, OutboxMail
+from api.mail.outbox import PREPARERS, OutboxMail, unseal
 from api.mail.transport import Connection, MailError, Transport, Unavailable, current_transport
 from api.models import utcnow
 
@@ -197,7 +197,7 @@ def _deliver_one(row_id, lease, tick, batch: _Batch, outcome: Outcome) -> None:
 
 
 def _compose(row: sa.Row, now: datetime) -> EmailMessage | None:
-    context = dict(row.context)
+    context = unseal(row.context)
     prepare = PREPARERS.get(row.template)
     if prepare is not None:
         context = prepare(row.recipient, context)
