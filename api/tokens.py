@@ -144,6 +144,8 @@ class Caller:
     is_active: bool
     created_at: datetime
     updated_at: datetime
+    email_verified: bool
+    pending_email: str | None
     session_id: uuid.UUID
 
 

@@ -13,6 +13,7 @@ from helpers import (
     log_in,
     register,
 )
+from sql_capture import captured_statements
 
 from api.extensions import db
 from api.models import Record, RefreshToken, Session, User
@@ -195,6 +196,18 @@ def test_get_me_returns_the_own_profile(client, user):
     assert_public_user(body)
     assert body["id"] == user.id and body["email"] == user.email
     assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_get_me_reads_the_database_once_and_shows_a_pending_change(app, client, user):
+    with app.app_context():
+        db.session.execute(
+            db.update(User).where(User.id == uuid.UUID(user.id)).values(pending_email="n@x.org")
+        )
+        db.session.commit()
+    with captured_statements(app) as statements:
+        body = client.get(ME, headers=user.headers).get_json()
+    assert body["pending_email"] == "n@x.org" and body["email_verified"] is False
+    assert len([s for s, _ in statements if s.lstrip().upper().startswith("SELECT")]) == 1
 
 
 def test_patch_me_changes_the_name(client, user):
