@@ -33,6 +33,8 @@ TYPES = (
     "email_change_requested",
     "password_reset_requested",
     "password_reset_completed",
+    "record_shared",
+    "record_unshared",
 )
 SIGNALS = {name: signals.signal(name) for name in TYPES}
 

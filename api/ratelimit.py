@@ -6,7 +6,8 @@ instance (api/counters.py).
   own counter (api/http/limits.py `auth_limit`). Log-in also per account, and every
   password confirmation counts on that same per-account counter.
 - Every authenticated route: one COFFER_RATE_LIMIT_API counter per user, counted once the
-  request's session is known to be live (a revoked token never spends it).
+  request's session is known to be live (a revoked token never spends it). Reads of public
+  collections without a token: the same limit per client IP.
 - Mail to an address (verification, password reset, e-mail change): COFFER_RATE_LIMIT_MAIL per
   target address, one counter that every mail-sending route shares. Those routes also count
   under COFFER_RATE_LIMIT_AUTH per client IP, on one shared counter, and the two that confirm
@@ -169,6 +170,11 @@ def enforce(limit: RateLimitItem, scope: str, key: str) -> Window:
 def enforce_api_limit(user_id: str) -> None:
     """The per-user limit shared by every authenticated route."""
     enforce(counters().api, "api", user_id)
+
+
+def enforce_anonymous_api_limit(client: str) -> None:
+    """COFFER_RATE_LIMIT_API per client IP, for the reads that need no token (public data)."""
+    enforce(counters().api, "api-anonymous", client)
 
 
 def enforce_auth_limit(scope: str, client: str) -> None:

@@ -1,4 +1,5 @@
-"""Records in the database: reading, listing, creating and conditional writes.
+"""Records in the database: reading, listing, creating and conditional writes, each limited
+to what the caller may read or write (api/visibility.py) by the statement itself.
 
 Every statement is Core, on the request's connection (api/database.py): a record is a row,
 read back as a mapping, never an ORM object. Writes are single conditional UPDATE/DELETE
@@ -14,24 +15,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row, RowMapping
 from uuid6 import uuid7
 
-from api import database, query
-from api.errors import Conflict, NotFound, PreconditionFailed
+from api import database, policies, query, visibility
+from api.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unauthenticated
 from api.models import Record, utcnow
 from api.record_rules import check_record_size
 
 PATCH_ATTEMPTS = 8  # compare-and-swap rounds before a PATCH without If-Match gives up (409)
 _records = Record.__table__
 _c = _records.c
-_FIND = sa.select(_records).where(
-    _c.id == sa.bindparam("id"),
-    _c.owner_id == sa.bindparam("owner_id"),
-    _c.collection == sa.bindparam("collection"),
-)
 _INSERT = sa.insert(_records)
+_OWNER = sa.bindparam("owner_id", type_=sa.Uuid())  # an admin's ?owner_id=
+_COLLECTION = sa.bindparam("collection")
+_LIMIT = sa.bindparam("limit")
 
 
-def _identifies(owner_id, collection, record_id) -> tuple:
-    return (_c.id == record_id, _c.owner_id == owner_id, _c.collection == collection)
+def _params(caller, collection: str, owner_id: uuid.UUID | None) -> dict:
+    return {
+        visibility.CALLER: None if caller is None else caller.id,
+        "collection": collection,
+        "owner_id": owner_id,
+    }
 
 
 def _stale() -> NoReturn:
@@ -41,47 +44,94 @@ def _stale() -> NoReturn:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def find(owner_id: uuid.UUID, collection: str, record_id: uuid.UUID) -> RowMapping:
-    """One record; 404 when it does not exist in this owner's collection."""
-    params = {"id": record_id, "owner_id": owner_id, "collection": collection}
-    record = database.connection().execute(_FIND, params).mappings().first()
+@functools.lru_cache(maxsize=64)
+def _readable_records(kind: str, scope: str, of_owner: bool) -> sa.Select:
+    """The records a kind of caller reads in a scope, with `access`, in one collection (and of
+    one owner: an admin's ?owner_id=); the caller's id is a parameter."""
+    readable, access = visibility.cached_rules(kind, scope)
+    stmt = sa.select(_records, access.label("access")).where(_c.collection == _COLLECTION, readable)
+    return stmt.where(_c.owner_id == _OWNER) if of_owner else stmt
+
+
+def find(caller, collection: str, record_id: str, owner_id=None) -> RowMapping:
+    """One record the caller may read, with its `access`; 404 for any other, or an id that is
+    no UUID (401 for an anonymous caller outside a public collection)."""
+    _check_anonymous(caller, collection)
+    try:
+        record_id = uuid.UUID(record_id)
+    except ValueError:
+        raise NotFound("No such record.") from None
+    stmt = _readable_records(visibility.kind_of(caller), "all", owner_id is not None)
+    params = {**_params(caller, collection, owner_id), "id": record_id}
+    record = database.connection().execute(_by_id(stmt), params).mappings().first()
     if record is None:
         raise NotFound("No such record.")
     return record
 
 
+@functools.lru_cache(maxsize=64)
+def _by_id(stmt: sa.Select) -> sa.Select:
+    return stmt.where(_c.id == sa.bindparam("id"))
+
+
 def page_of(
-    owner_id: uuid.UUID, collection: str, listing: query.Listing, *, limit: int, cursor: str | None
+    caller,
+    collection: str,
+    listing: query.Listing,
+    *,
+    scope: str,
+    owner_id: uuid.UUID | None = None,
+    limit: int,
+    cursor: str | None,
 ) -> tuple[list[RowMapping], str | None]:
-    """One page of a listing and the cursor of the next; limit + 1 rows tell if there is one."""
-    scope = (str(owner_id), collection)
+    """One page of what the caller may read in `scope`, in one query; limit + 1 rows tell if
+    there is a next page. A cursor holds only for the caller, collection, scope and owner.
+    An admin's ?owner_id= reads that user's records (whatever the scope); an anonymous caller
+    reads a public collection in `all`, and gets 401 from any other."""
+    _check_anonymous(caller, collection)
+    kind = visibility.kind_of(caller)
+    if owner_id is not None or caller is None:
+        scope = "all"
+    binding = _binding(caller, collection, scope, owner_id)
     conn = database.connection()
     dialect = conn.dialect.name
+    base = _readable_records(kind, scope, owner_id is not None)
     if cursor:
-        position = query.decode_cursor(cursor, listing, scope)
-        stmt = query.Compiler(dialect).apply(_LISTED, listing, position).limit(_LIMIT)
+        position = query.decode_cursor(cursor, listing, binding)
+        stmt = query.Compiler(dialect).apply(base, listing, position).limit(_LIMIT)
     else:
-        stmt = _first_page(dialect, _typed(listing), listing)
-    params = {"owner_id": owner_id, "collection": collection, "limit": limit + 1}
+        stmt = _first_page(dialect, base, _typed(listing), listing)
+    params = {**_params(caller, collection, owner_id), "limit": limit + 1}
     rows: list[Row] = conn.execute(stmt, params).all()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = query.encode_cursor(listing, scope, rows[-1])
+        next_cursor = query.encode_cursor(listing, binding, rows[-1])
     return [row._mapping for row in rows], next_cursor
 
 
-_LISTED = sa.select(_records).where(
-    _c.owner_id == sa.bindparam("owner_id"), _c.collection == sa.bindparam("collection")
-)
-_LIMIT = sa.bindparam("limit")
+def _binding(caller, collection: str, scope: str, owner_id) -> tuple[str, ...]:
+    """What a cursor is bound to: whose records in which collection, and the scope. An
+    admin's ?owner_id= lists what the owner lists in `own`, and takes the owner's cursors."""
+    if owner_id is not None:
+        return (str(owner_id), collection)
+    if caller is None:
+        return ("", collection, "anonymous")
+    return (str(caller.id), collection) if scope == "own" else (str(caller.id), collection, scope)
+
+
+def _check_anonymous(caller, collection: str) -> None:
+    if caller is None and policies.get(collection)["read"] != "public":
+        raise Unauthenticated("Authentication is required.", reason=None)
 
 
 @functools.lru_cache(maxsize=256)
-def _first_page(dialect: str, _typed_listing: tuple, listing: query.Listing) -> sa.Select:
+def _first_page(
+    dialect: str, base: sa.Select, _typed_listing: tuple, listing: query.Listing
+) -> sa.Select:
     """The statement of a listing's first page, built once: building the expressions of a
     sort on a data key costs more than running the query."""
-    return query.Compiler(dialect).apply(_LISTED, listing).limit(_LIMIT)
+    return query.Compiler(dialect).apply(base, listing).limit(_LIMIT)
 
 
 def _typed(listing: query.Listing) -> tuple:
@@ -90,15 +140,17 @@ def _typed(listing: query.Listing) -> tuple:
     return tuple((f.field, f.op, tuple((type(v), v) for v in f.values)) for f in listing.filters)
 
 
-def collections(owner_id: uuid.UUID) -> list[RowMapping]:
-    """The owner's collections by name, with their record counts and latest change."""
+def collections(caller, *, scope: str, owner_id: uuid.UUID | None = None) -> list[RowMapping]:
+    """The collections with records the caller may read in `scope` (of one owner: an admin's
+    ?owner_id=), by name, with the count of those records and their latest change."""
+    readable = visibility.readable(caller, scope)
     stmt = (
         sa.select(
             _c.collection.label("name"),
             sa.func.count().label("count"),
             sa.func.max(_c.updated_at).label("updated_at"),
         )
-        .where(_c.owner_id == owner_id)
+        .where(_c.owner_id == owner_id if owner_id is not None else readable)
         .group_by(_c.collection)
         .order_by(_c.collection)
     )
@@ -108,13 +160,16 @@ def collections(owner_id: uuid.UUID) -> list[RowMapping]:
 # --- writing ---------------------------------------------------------------------------------
 
 
-def create(owner_id: uuid.UUID, collection: str, data: dict) -> dict:
-    """Insert a record and return it as stored (no read back: every value is made here)."""
+def create(caller, collection: str, data: dict) -> dict:
+    """Insert a record and return it as stored (no read back: every value is made here);
+    Forbidden when the collection's policy lets only admins and services create."""
+    if caller.role == "user" and policies.creators(collection) == "admins":
+        raise Forbidden("Only admins and services create records in this collection.")
     now = utcnow()
     record = {
         "id": uuid7(),
         "collection": collection,
-        "owner_id": owner_id,
+        "owner_id": caller.id,
         "data": data,
         "version": 1,
         "created_at": now,
@@ -123,7 +178,7 @@ def create(owner_id: uuid.UUID, collection: str, data: dict) -> dict:
     conn = database.connection()
     conn.execute(_INSERT, record)
     conn.commit()
-    return record
+    return {**record, "access": "owner"}
 
 
 def delete_collection(owner_id: uuid.UUID, collection: str) -> None:
@@ -132,30 +187,33 @@ def delete_collection(owner_id: uuid.UUID, collection: str) -> None:
     conn.commit()
 
 
-def replace(owner_id, collection, record_id, data: dict, versions) -> RowMapping:
-    """Set `data` (PUT), only from one of `versions` when given: 404 or 412 otherwise."""
-    record = _write(owner_id, collection, record_id, data, versions)
+def replace(caller, collection, record_id, data: dict, versions) -> dict:
+    """Set `data` (PUT), only from one of `versions` when given: 404, 403 or 412 otherwise."""
+    record = _write(caller, collection, record_id, data, versions)
     if record is None:
-        _missing_or_stale(owner_id, collection, record_id)
+        _refused(caller, collection, record_id, visibility.writable(caller))
     database.connection().commit()
     return record
 
 
-def patch(owner_id, collection, record_id, changes: dict, versions) -> RowMapping:
+def patch(caller, collection, record_id, changes: dict, versions) -> dict:
     """Merge-patch the version read, compare-and-swap; retry when another write came first."""
-    scope = (owner_id, collection, record_id)
     conn = database.connection()
     for _ in range(PATCH_ATTEMPTS):
         current = conn.execute(
-            sa.select(_c.data, _c.version).where(*_identifies(*scope))
+            sa.select(_c.data, _c.version, visibility.writable(caller).label("writable")).where(
+                *_identifies(caller, collection, record_id)
+            )
         ).one_or_none()
         if current is None:
             raise NotFound("No such record.")
+        if not current.writable:
+            raise Forbidden("You may read this record but not change it.")
         if versions is not None and current.version not in versions:
             _stale()
         data = merge_patch(current.data, changes)
         check_record_size(data)
-        record = _write(*scope, data, {current.version})
+        record = _write(caller, collection, record_id, data, {current.version})
         if record is not None:
             conn.commit()
             return record
@@ -163,38 +221,56 @@ def patch(owner_id, collection, record_id, changes: dict, versions) -> RowMappin
     raise Conflict("The record is being changed by others; retry the request.")
 
 
-def delete(owner_id, collection, record_id, versions) -> None:
-    """Delete in one statement, only at one of `versions` when given: 404 or 412 otherwise."""
-    stmt = sa.delete(_records).where(*_identifies(owner_id, collection, record_id))
+def delete(caller, collection, record_id, versions) -> None:
+    """Delete in one statement, only at one of `versions` when given: 404, 403 or 412
+    otherwise. Only the owner and admins delete."""
+    deletable = visibility.deletable(caller)
+    stmt = sa.delete(_records).where(_c.id == record_id, _c.collection == collection, deletable)
     if versions is not None:
         stmt = stmt.where(_c.version.in_(sorted(versions)))
     conn = database.connection()
     if conn.execute(stmt).rowcount != 1:
-        _missing_or_stale(owner_id, collection, record_id)
+        _refused(caller, collection, record_id, deletable)
     conn.commit()
 
 
-def _write(owner_id, collection, record_id, data, versions) -> RowMapping | None:
-    """Set `data` and bump the version in one UPDATE, only from one of `versions` when given;
-    None when no row matched (missing, or changed since)."""
+def _identifies(caller, collection, record_id) -> tuple:
+    """The record, if the caller may read it."""
+    return (_c.id == record_id, _c.collection == collection, visibility.readable(caller))
+
+
+def _write(caller, collection, record_id, data, versions) -> dict | None:
+    """Set `data` and bump the version in one UPDATE, if the caller may write the record and
+    only from one of `versions` when given; None when no row matched."""
     stmt = (
         sa.update(_records)
-        .where(*_identifies(owner_id, collection, record_id))
+        .where(_c.id == record_id, _c.collection == collection, visibility.writable(caller))
         .values(data=data, version=_c.version + 1, updated_at=utcnow())
         .returning(*_records.c)
     )
     if versions is not None:
         stmt = stmt.where(_c.version.in_(sorted(versions)))
-    return database.connection().execute(stmt).mappings().one_or_none()
+    record = database.connection().execute(stmt).mappings().one_or_none()
+    if record is None:
+        return None
+    # Whoever may write is the owner, or a writer (a grantee or an admin).
+    return {**record, "access": "owner" if record["owner_id"] == caller.id else "write"}
 
 
-def _missing_or_stale(owner_id, collection, record_id) -> NoReturn:
-    """After a conditional write matched no row: 404 if the record is gone, else 412."""
-    exists = database.connection().scalar(
-        sa.select(_c.id).where(*_identifies(owner_id, collection, record_id))
+def _refused(caller, collection, record_id, allowed: sa.ColumnElement[bool]) -> NoReturn:
+    """After a conditional write matched no row: 404 if the caller cannot read the record,
+    403 if it may read but not do this, else 412 (the version changed)."""
+    found = (
+        database.connection()
+        .execute(
+            sa.select(allowed.label("allowed")).where(*_identifies(caller, collection, record_id))
+        )
+        .one_or_none()
     )
-    if exists is None:
+    if found is None:
         raise NotFound("No such record.")
+    if not found.allowed:
+        raise Forbidden("You may read this record but not change it.")
     _stale()
 
 

@@ -15,8 +15,15 @@ from resources.account_email import (
 from resources.data import Collection, Collections, RecordItem
 from resources.docs import Docs, DocsAsset, DocsInit
 from resources.events import MyEvents, UserEvents
+from resources.groups import GroupItem, GroupList, GroupMember, GroupMembers
 from resources.health import Liveness, Readiness
 from resources.sessions import CurrentSession, SessionItem, SessionList, SessionRefresh
+from resources.sharing import (
+    CollectionPolicies,
+    CollectionPolicy,
+    RecordGrantItem,
+    RecordGrants,
+)
 from resources.tokens import Introspection, KeySet
 from resources.users import Me, MyPassword, UserItem, UserList
 
@@ -42,6 +49,17 @@ api.add_resource(PasswordResetConfirmation, f"{V1}/password-resets/confirm")
 api.add_resource(Collections, f"{V1}/data")
 api.add_resource(Collection, f"{V1}/data/<string:collection>")
 api.add_resource(RecordItem, f"{V1}/data/<string:collection>/<string:record_id>")
+api.add_resource(RecordGrants, f"{V1}/data/<string:collection>/<string:record_id>/grants")
+api.add_resource(
+    RecordGrantItem, f"{V1}/data/<string:collection>/<string:record_id>/grants/<string:grantee>"
+)
+
+api.add_resource(CollectionPolicies, f"{V1}/collections")
+api.add_resource(CollectionPolicy, f"{V1}/collections/<string:name>")
+api.add_resource(GroupList, f"{V1}/groups")
+api.add_resource(GroupItem, f"{V1}/groups/<uuid:group_id>")
+api.add_resource(GroupMembers, f"{V1}/groups/<uuid:group_id>/members")
+api.add_resource(GroupMember, f"{V1}/groups/<uuid:group_id>/members/<uuid:user_id>")
 
 api.add_resource(MyEvents, f"{V1}/users/me/events")
 api.add_resource(UserEvents, f"{V1}/users/<uuid:user_id>/events")

@@ -1,4 +1,5 @@
-"""Records: owner-scoped JSON objects in named collections, over HTTP.
+"""Records: JSON objects in named collections, their owners' and whoever they are shared with,
+over HTTP.
 
 The list language (filters, sorts, cursors) is api/query's, specified in
 docs/query-language.md; the statements are api/records.py's. This module maps them to routes,
@@ -15,7 +16,7 @@ from werkzeug.http import quote_etag
 
 from api import query, records
 from api.errors import Forbidden, InvalidRequest, NotFound
-from api.http.auth import authenticate
+from api.http.auth import authenticate, authenticate_or_anonymous
 from api.http.idempotency import idempotent
 from api.http.operation import (
     arguments,
@@ -30,6 +31,7 @@ from api.http.operation import (
 from api.http.web import JSON, MERGE_PATCH, V1
 from schemas.data import (
     collection_public,
+    collections_query,
     no_query,
     owner_query,
     record_list_query,
@@ -44,7 +46,8 @@ _ETAG = re.compile(r"(?P<id>[0-9a-f-]{36})\.(?P<version>[0-9]{1,18})")
 # RFC 9110 §8.8.3 and §13.1.1: `*`, or a comma-separated list of (weak or strong) entity-tags.
 _ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
 _IF_MATCH = re.compile(rf"\*|{_ENTITY_TAG}(?:[ \t]*,[ \t]*{_ENTITY_TAG})*")
-_NO_RECORD = {404: "No such record, or another user's."}
+_NO_RECORD = {404: "No such record, or one the caller may not read."}
+_READ_ONLY = {403: "The caller may read the record but not change it."}
 _NOT_ADMIN = {403: "owner_id from a caller who is no admin."}
 # The filter language's query parameters, which no schema field can name (one per key).
 FILTERS_PARAMETER = {
@@ -84,7 +87,7 @@ def data_route(view):
         if name is not None and not COLLECTION_NAME.fullmatch(name):
             raise InvalidRequest(f"A collection name must match {COLLECTION_PATTERN}.")
         if "owner_id" in request.args:
-            if g.caller.role != "admin":
+            if g.caller is None or g.caller.role != "admin":
                 raise Forbidden("Only admins may read another user's records (owner_id).")
             if request.method not in ("GET", "HEAD"):
                 raise InvalidRequest("owner_id applies to reads; writes act on your own records.")
@@ -94,38 +97,35 @@ def data_route(view):
     return path_parameter("collection", collection)(wrapper)
 
 
-def _owner(owner_id: uuid.UUID | None) -> uuid.UUID:
-    """Whose records a read is of: the caller's, or `?owner_id=`'s (data_route let only an
-    admin pass it)."""
-    return owner_id or g.caller.id
-
-
 class Collections(Resource):
     @authenticate
     @data_route
     @operation("listCollections")
-    @arguments(owner_query)
+    @arguments(collections_query)
     @paginated(collection_public)
     @other_responses(_NOT_ADMIN)
     def get(self, query):
-        """Own collections with their record counts."""
-        return records.collections(_owner(query["owner_id"])), None
+        """Collections with the count of the records the caller may read in `scope`."""
+        found = records.collections(g.caller, scope=query["scope"], owner_id=query["owner_id"])
+        return found, None
 
 
 class Collection(Resource):
-    @authenticate
+    @authenticate_or_anonymous
     @data_route
     @operation("listRecords")
     @arguments(record_list_query, parameters=(FILTERS_PARAMETER,))
     @paginated(record_public)
     @other_responses(_NOT_ADMIN)
     def get(self, args, collection):
-        """List own records: filters, sort and keyset pagination."""
+        """List the records the caller may read in `scope`: filters, sort, keyset pages."""
         listing = query.parse(request.args, sort=args["sort"])
         return records.page_of(
-            _owner(args["owner_id"]),
+            g.caller,
             collection,
             listing,
+            scope=args["scope"],
+            owner_id=args["owner_id"],
             limit=args["limit"],
             cursor=args["cursor"],
         )
@@ -137,10 +137,10 @@ class Collection(Resource):
     @arguments(no_query)
     @body(record_write)
     @response(record_public, 201, headers=("Location", "ETag"))
-    @other_responses(_NOT_ADMIN)
+    @other_responses({403: "owner_id, or a collection that only admins create in."})
     def post(self, new, collection):
         """Create a record; `Idempotency-Key` makes retries safe."""
-        record = records.create(g.caller.id, collection, new["data"])
+        record = records.create(g.caller, collection, new["data"])
         return record, {"Location": f"{V1}/data/{collection}/{record['id']}", "ETag": _etag(record)}
 
     @authenticate
@@ -155,7 +155,7 @@ class Collection(Resource):
 
 
 class RecordItem(Resource):
-    @authenticate
+    @authenticate_or_anonymous
     @data_route
     @operation("getRecord")
     @arguments(owner_query)
@@ -163,8 +163,8 @@ class RecordItem(Resource):
     @response(record_public, headers=("ETag",))
     @other_responses({**_NOT_ADMIN, **_NO_RECORD})
     def get(self, query, collection, record_id):
-        """One own record, with its ETag; 304 when `If-None-Match` already has it."""
-        record = records.find(_owner(query["owner_id"]), collection, _uuid(record_id))
+        """One record the caller may read, with its ETag; 304 when `If-None-Match` has it."""
+        record = records.find(g.caller, collection, record_id, query["owner_id"])
         etag = _etag(record)
         if request.if_none_match.contains_weak(_tag(record)):
             return Response(status=304, headers={"ETag": etag})
@@ -177,12 +177,12 @@ class RecordItem(Resource):
     @conditional("If-Match")
     @body(record_write)
     @response(record_public, headers=("ETag",))
-    @other_responses({**_NOT_ADMIN, **_NO_RECORD})
+    @other_responses({**_READ_ONLY, **_NO_RECORD})
     def put(self, new, collection, record_id):
         """Replace a record's data (no upsert), if `If-Match` allows."""
-        record_id = _uuid(record_id)
+        record_id = record_uuid(record_id)
         versions = _if_match(record_id)
-        record = records.replace(g.caller.id, collection, record_id, new["data"], versions)
+        record = records.replace(g.caller, collection, record_id, new["data"], versions)
         return record, {"ETag": _etag(record)}
 
     @authenticate
@@ -192,12 +192,12 @@ class RecordItem(Resource):
     @conditional("If-Match")
     @body(record_patch, media_types=(JSON, MERGE_PATCH))
     @response(record_public, headers=("ETag",))
-    @other_responses({409: "Others kept changing the record; retry.", **_NOT_ADMIN, **_NO_RECORD})
+    @other_responses({409: "Others kept changing the record; retry.", **_READ_ONLY, **_NO_RECORD})
     def patch(self, changes, collection, record_id):
         """Apply a JSON Merge Patch (RFC 7396) to a record's data, if `If-Match` allows."""
-        record_id = _uuid(record_id)
+        record_id = record_uuid(record_id)
         versions = _if_match(record_id)
-        record = records.patch(g.caller.id, collection, record_id, changes["data"], versions)
+        record = records.patch(g.caller, collection, record_id, changes["data"], versions)
         return record, {"ETag": _etag(record)}
 
     @authenticate
@@ -206,14 +206,14 @@ class RecordItem(Resource):
     @arguments(no_query)
     @conditional("If-Match")
     @response(None, 204)
-    @other_responses({**_NOT_ADMIN, **_NO_RECORD})
+    @other_responses({403: "Only the owner or an admin deletes a record.", **_NO_RECORD})
     def delete(self, collection, record_id):
         """Delete a record, if `If-Match` allows."""
-        record_id = _uuid(record_id)
-        records.delete(g.caller.id, collection, record_id, _if_match(record_id))
+        record_id = record_uuid(record_id)
+        records.delete(g.caller, collection, record_id, _if_match(record_id))
 
 
-def _uuid(record_id: str) -> uuid.UUID:
+def record_uuid(record_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(record_id)
     except ValueError:

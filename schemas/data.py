@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validates
 
-from api import query
+from api import query, visibility
 from api.record_rules import content_problem, size_problem
 from schemas.common import PageQuery, Timestamp
 
@@ -41,6 +41,12 @@ class RecordPublic(Schema):
     version = fields.Integer()
     created_at = Timestamp()
     updated_at = Timestamp()
+    access = fields.String(
+        metadata={
+            "enum": ["owner", "write", "read"],
+            "description": "What the caller may do: owner, write (PUT, PATCH) or read.",
+        }
+    )
 
 
 class CollectionPublic(Schema):
@@ -49,16 +55,43 @@ class CollectionPublic(Schema):
     updated_at = Timestamp()
 
 
+class Scope(fields.String):
+    """`?scope=own|shared|all`: another value is a malformed parameter (400)."""
+
+    default_error_messages = {"invalid": "The scope is one of own, shared, all."}
+
+    def __init__(self, **kwargs) -> None:
+        description = (
+            "own: the caller's records; shared: records shared with the caller (directly or "
+            "through a group); all: every record the caller may read."
+        )
+        metadata = {"enum": list(visibility.SCOPES), "description": description}
+        super().__init__(load_default="own", metadata=metadata, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if value not in visibility.SCOPES:
+            raise self.make_error("invalid")
+        return value
+
+
 class OwnerQuery(Schema):
     """`?owner_id=` (admins only) on the reading routes."""
 
     owner_id = fields.UUID(load_default=None)
 
 
+class CollectionsQuery(OwnerQuery):
+    """`?owner_id=` and `?scope=` of the collections list."""
+
+    scope = Scope()
+
+
 class RecordListQuery(PageQuery):
-    """`limit`, `cursor`, `sort` and `owner_id`; filters are api.query's to parse."""
+    """`limit`, `cursor`, `sort`, `scope` and `owner_id`; filters are api.query's to parse."""
 
     sort = fields.String(load_default=None)
+    scope = Scope()
     owner_id = fields.UUID(load_default=None)
 
     @pre_load
@@ -71,5 +104,6 @@ record_patch = RecordPatch()
 record_public = RecordPublic()
 collection_public = CollectionPublic()
 owner_query = OwnerQuery()
+collections_query = CollectionsQuery()
 record_list_query = RecordListQuery()
 no_query = Schema()  # write routes take no query parameters

@@ -8,6 +8,7 @@ from flask import g, request
 from api import ratelimit, tokens
 from api.errors import Forbidden, Unauthenticated
 from api.http.operation import declare
+from api.http.web import client_ip
 
 
 def _bearer_token() -> str | None:
@@ -18,26 +19,49 @@ def _bearer_token() -> str | None:
     return token.strip()
 
 
+def _authenticate() -> None:
+    if "access_token" in request.args:
+        raise Unauthenticated(
+            "Tokens are accepted only in the Authorization header.", reason="invalid_request"
+        )
+    token = _bearer_token()
+    if token is None:
+        raise Unauthenticated("Authentication is required.", reason=None)
+    caller = tokens.live_caller(token)
+    # Counted only once the session is known to be live: a revoked or stolen token must
+    # not spend its user's limit and lock the user out (API.md: Sessions).
+    ratelimit.enforce_api_limit(str(caller.id))
+    g.caller = caller
+
+
 def authenticate(view):
     """Require a valid access token of a live session; sets `g.caller`."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        if "access_token" in request.args:
-            raise Unauthenticated(
-                "Tokens are accepted only in the Authorization header.", reason="invalid_request"
-            )
-        token = _bearer_token()
-        if token is None:
-            raise Unauthenticated("Authentication is required.", reason=None)
-        caller = tokens.live_caller(token)
-        # Counted only once the session is known to be live: a revoked or stolen token must
-        # not spend its user's limit and lock the user out (API.md: Sessions).
-        ratelimit.enforce_api_limit(str(caller.id))
-        g.caller = caller
+        _authenticate()
         return view(*args, **kwargs)
 
     declare(wrapper).auth = True
+    return wrapper
+
+
+def authenticate_or_anonymous(view):
+    """A valid access token as `authenticate` wants, or no Authorization header at all: then
+    `g.caller` is None (the view decides what an anonymous caller may do), and the request
+    counts under COFFER_RATE_LIMIT_API per client IP. A bad token is 401, never anonymous."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if "Authorization" in request.headers or "access_token" in request.args:
+            _authenticate()
+        else:
+            ratelimit.enforce_anonymous_api_limit(client_ip())
+            g.caller = None
+        return view(*args, **kwargs)
+
+    op = declare(wrapper)
+    op.auth = op.anonymous = True
     return wrapper
 
 

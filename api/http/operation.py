@@ -45,6 +45,7 @@ class Operation:
     headers: dict[int, tuple[str, ...]] = field(default_factory=dict)
     responses: dict[int, str] = field(default_factory=dict)  # further statuses -> when
     auth: bool = False
+    anonymous: bool = False  # auth is optional: no token at all is an anonymous caller
     roles: tuple[str, ...] = ()
     limited: bool = False  # a per-IP limit of its own (log-in, registration, refresh)
     idempotent: bool = False

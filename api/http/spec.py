@@ -216,4 +216,6 @@ def _operation(spec, rule: Rule, op: Operation, view_class, method: str, tag: st
         content = {media_type: {"schema": _ref(name)} for media_type in op.body_types}
         result["requestBody"] = {"required": True, "content": content}
     result["security"] = [{"bearerAuth": []}] if op.auth else []
+    if op.anonymous:
+        result["security"].append({})  # OpenAPI's "or no credentials at all"
     return result
