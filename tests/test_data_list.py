@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from data_rules import ordered
 from helpers import walk
-from sql_capture import captured_statements
+from sql_capture import captured_statements, explain
 from uuid6 import uuid7
 
 from api.extensions import db
@@ -409,20 +409,6 @@ def others_records(app, owners: list[uuid.UUID], each: int) -> None:
         if db.engine.dialect.name == "postgresql":
             db.session.execute(sa.text("ANALYZE records"))
             db.session.commit()
-
-
-def explain(app, statement, parameters) -> str:
-    with app.app_context():
-        with db.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-                return "\n".join(row[-1] for row in rows)
-            # At scale a page never reads the table nor sorts it: a test table is too small to
-            # make the planner see that by itself.
-            for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
-                conn.exec_driver_sql(f"SET {setting} = off")
-            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters)
-            return "\n".join(row[0] for row in rows)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ Filters, sorts, cursors and counts all run over what the caller may read, never 
 
 import pytest
 from helpers import API, assert_problem, walk
+from sql_capture import captured_statements, explain
 
 DATA = f"{API}/data"
 
@@ -122,3 +123,44 @@ def test_a_hidden_record_is_404_on_every_verb(client, shared_world, accounts):
     ):
         assert_problem(response, 404)
     assert_problem(client.get(f"{DATA}/lists?owner_id={owner.id}", headers=reader.headers), 403)
+
+
+# --- the cost of a page in every scope -------------------------------------------------------
+
+
+@pytest.mark.parametrize("scope", ["own", "shared", "all"])
+def test_a_page_is_one_query_in_every_scope(app, client, shared_world, accounts, scope):
+    owner, reader, _, _ = shared_world
+    group = client.post(f"{API}/groups", json={"name": "g"}, headers=owner.headers).get_json()
+    client.put(f"{API}/groups/{group['id']}/members/{reader.id}", headers=owner.headers)
+    for account in (owner, reader):
+        for sort in ("-created_at", "data.rank"):
+            query = {"scope": scope, "sort": sort, "limit": 2}
+            with captured_statements(app) as statements:
+                response = client.get(f"{DATA}/lists", query_string=query, headers=account.headers)
+                cursor = response.get_json()["next_cursor"]
+                if cursor:
+                    client.get(
+                        f"{DATA}/lists",
+                        query_string={**query, "cursor": cursor},
+                        headers=account.headers,
+                    )
+            pages = 2 if cursor else 1
+            on_records = [s for s, _ in statements if "records" in s]
+            assert len(on_records) == pages, on_records
+
+
+@pytest.mark.parametrize(("sort", "index"), [("-created_at", "created"), ("id", "id")])
+def test_pages_of_scope_all_walk_the_collection_index(app, client, shared_world, sort, index):
+    _, reader, _, _ = shared_world
+    query = {"scope": "all", "sort": sort, "limit": 1}
+    cursor = client.get(f"{DATA}/lists", query_string=query, headers=reader.headers).get_json()[
+        "next_cursor"
+    ]
+    for params in (query, {**query, "cursor": cursor}):
+        with captured_statements(app) as statements:
+            client.get(f"{DATA}/lists", query_string=params, headers=reader.headers)
+        [(statement, parameters)] = [s for s in statements if "FROM records" in s[0]]
+        plan = explain(app, statement, parameters)
+        assert f"ix_records_collection_{index}" in plan, plan
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
