@@ -9,9 +9,10 @@ import uuid
 
 import sqlalchemy as sa
 from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from api import events, visibility
-from api.errors import Forbidden, NotFound
+from api.errors import Conflict, Forbidden, NotFound
 from api.extensions import db
 from api.models import Group, Record, RecordGrant, User, utcnow
 from api.pagination import list_binding, newest_first
@@ -68,7 +69,13 @@ def put(caller, collection: str, record_id: uuid.UUID, grantee: str, *, access: 
         setattr(grant, f"{kind}_id", grantee_id)
         db.session.add(grant)
     grant.access = access
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same grantee was granted at the same moment
+        db.session.rollback()
+        raise Conflict(
+            "The grant was changed by another request at the same time; retry."
+        ) from None
     events.emit(
         "record_shared",
         user_id=owner_id,

@@ -10,6 +10,7 @@ import uuid
 
 import sqlalchemy as sa
 from marshmallow import ValidationError
+from sqlalchemy.exc import IntegrityError
 from uuid6 import uuid7
 
 from api.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -107,7 +108,10 @@ def add_member(caller, group_id: uuid.UUID, user_id: uuid.UUID) -> None:
         raise ValidationError({"user_id": ["No such user."]})
     if not _is_member(group_id, user_id):
         db.session.add(GroupMember(group_id=group_id, user_id=user_id, added_at=utcnow()))
-        db.session.commit()
+        try:
+            db.session.commit()
+        except IntegrityError:  # added by another request at the same moment: a member
+            db.session.rollback()
 
 
 def remove_member(caller, group_id: uuid.UUID, user_id: uuid.UUID) -> None:

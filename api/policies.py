@@ -4,9 +4,10 @@ admins set and drop policies, and the next request follows them (api/visibility.
 table in every statement, nothing caches it)."""
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from api import database
-from api.errors import InvalidRequest
+from api.errors import Conflict, InvalidRequest
 from api.models import CollectionPolicy, Record, utcnow
 from api.pagination import decode_cursor, encode_cursor, list_binding
 
@@ -42,11 +43,15 @@ def put(name: str, *, read: str, create: str) -> dict:
         return current
     policy = {"name": name, "read": read, "create": create, "updated_at": utcnow()}
     conn = database.connection()
-    if current["updated_at"] is None:
-        conn.execute(sa.insert(_policies), policy)
-    else:
-        conn.execute(sa.update(_policies).where(_policies.c.name == name).values(policy))
-    conn.commit()
+    try:
+        if current["updated_at"] is None:
+            conn.execute(sa.insert(_policies), policy)
+        else:
+            conn.execute(sa.update(_policies).where(_policies.c.name == name).values(policy))
+        conn.commit()
+    except IntegrityError:  # another admin set it at the same moment
+        conn.rollback()
+        raise Conflict("The policy was set by another request at the same time; retry.") from None
     return policy
 
 

@@ -73,7 +73,7 @@ FILTERS_PARAMETER = {
 }
 _RECORD = {"collection": "$request.path.collection", "record_id": "$response.body#/id"}
 _RECORD_LINKS = dict.fromkeys(
-    ("getRecord", "replaceRecord", "patchRecord", "deleteRecord"), _RECORD
+    ("getRecord", "replaceRecord", "patchRecord", "deleteRecord", "listRecordGrants"), _RECORD
 )
 
 

@@ -25,9 +25,13 @@ _NO_GROUP = {404: "No such group, or one the caller does not belong to."}
 _NOT_OWNER = {403: "A member who is not the group's owner (nor an admin)."}
 
 
+_GROUP = {"group_id": "$response.body#/id"}
+_GROUP_LINKS = dict.fromkeys(("getGroup", "updateGroup", "deleteGroup", "listGroupMembers"), _GROUP)
+
+
 class GroupList(Resource):
     @authenticate
-    @operation("createGroup")
+    @operation("createGroup", links=_GROUP_LINKS)
     @idempotent
     @arguments(no_query)
     @body(group_write)

@@ -80,6 +80,7 @@ class CollectionPolicy(Resource):
     @arguments(no_query)
     @body(policy_write)
     @response(policy_public)
+    @other_responses({409: "Another admin set the policy at the same moment; retry."})
     def put(self, policy, name):
         """Set who reads and who creates a collection's records (admin)."""
         return policies.put(name, **policy)
@@ -120,7 +121,9 @@ class RecordGrantItem(Resource):
     @arguments(no_query)
     @body(grant_write)
     @response(grant_public)
-    @other_responses({**_NOT_OWNER, **_NO_RECORD})
+    @other_responses(
+        {409: "The same grant changed at the same moment; retry.", **_NOT_OWNER, **_NO_RECORD}
+    )
     def put(self, grant, collection, record_id, grantee):
         """Share a record with a user or group, or change its access (owner or admin)."""
         return grants.put(
