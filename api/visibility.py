@@ -34,7 +34,8 @@ _policies = CollectionPolicy.__table__
 
 
 def kind_of(caller) -> str:
-    """How the rules see a caller (an api.tokens.Caller, or None for no token)."""
+    """How the rules see a caller: an api.tokens.Caller (or anything with `id` and `role`),
+    or None for no token."""
     if caller is None:
         return ANONYMOUS
     return ADMIN if caller.role == "admin" else USER
