@@ -5,6 +5,7 @@ gets 403, anyone who may not, 404. A grant never makes its grantee an owner: `ow
 changes, and grantees never delete. Sharing and unsharing are security events of the owner.
 """
 
+import re
 import uuid
 
 import sqlalchemy as sa
@@ -17,7 +18,10 @@ from api.extensions import db
 from api.models import Group, Record, RecordGrant, User, utcnow
 from api.pagination import list_binding, newest_first
 
-_KINDS = ("user", "group")
+GRANTEE_PATTERN = "^(user|group):[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
+GRANTEE = re.compile(
+    r"(?P<kind>user|group):(?P<id>[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12})"
+)
 
 
 def _managed_record(caller, collection: str, record_id: uuid.UUID) -> uuid.UUID:
@@ -44,10 +48,10 @@ def page(caller, collection: str, record_id: uuid.UUID, *, limit: int, cursor: s
 
 def parse_grantee(grantee: str) -> tuple[str, uuid.UUID]:
     """("user" | "group", id) of `user:<id>` or `group:<id>`; 422 for anything else."""
-    kind, _, raw = grantee.partition(":")
+    match = GRANTEE.fullmatch(grantee)
     try:
-        if kind in _KINDS:
-            return kind, uuid.UUID(raw)
+        if match:
+            return match["kind"], uuid.UUID(match["id"])
     except ValueError:
         pass
     raise ValidationError({"grantee": ["A grantee is user:<id> or group:<id>."]})

@@ -32,7 +32,11 @@ from schemas.sharing import (
 _NAME = re.compile(COLLECTION_PATTERN)
 _NO_RECORD = {404: "No such record, or one the caller may not read."}
 _NOT_OWNER = {403: "The caller may read the record, but only its owner or an admin manages it."}
-_GRANTEE = {"type": "string", "description": "user:<id> or group:<id>"}
+_GRANTEE = {
+    "type": "string",
+    "pattern": grants.GRANTEE_PATTERN,
+    "description": "user:<id> or group:<id>",
+}
 
 
 def policy_route(view):
