@@ -62,7 +62,9 @@ def deletable(caller) -> sa.ColumnElement[bool]:
 
 
 def _caller_id(caller) -> sa.BindParameter:
-    return sa.bindparam(CALLER, None if caller is None else caller.id, type_=sa.Uuid())
+    """The caller's id, bound: unique, so that rules of several callers may share a statement."""
+    value = None if caller is None else caller.id
+    return sa.bindparam(CALLER, value, type_=sa.Uuid(), unique=True)
 
 
 def unbound() -> sa.BindParameter:

@@ -53,6 +53,10 @@ def test_the_rules_work_joined_with_other_tables_and_in_updates(app, client, acc
             caller = caller_of(account) if account else None
             stmt = sa.select(_records.c.id).where(visibility.readable(caller, scope))
             assert set(db.session.scalars(stmt)) == expected
+        both = sa.select(_records.c.id).where(
+            visibility.readable(caller_of(reader)), visibility.readable(caller_of(owner), "own")
+        )
+        assert db.session.scalars(both).all() == [shared]
         admin = caller_of(stranger, role="admin")
         everything = sa.select(_records.c.id, visibility.access_column(admin))
         assert set(db.session.execute(everything)) == {(shared, "write"), (private, "write")}
