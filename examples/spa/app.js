@@ -192,7 +192,12 @@ function render() {
   if (loggedIn) {
     $("#user-name").textContent = user.name || "(no name)";
     $("#user-email").textContent = `<${user.email}>`;
-    $("#unverified").hidden = user.email_verified !== false;
+    const verified = user.email_verified === true;
+    $("#email-state").textContent = verified ? "confirmed" : "not confirmed";
+    $("#email-state").dataset.verified = String(verified);
+    $("#unverified").hidden = verified;
+    $("#pending").hidden = !user.pending_email;
+    $("#pending-email").textContent = user.pending_email || "";
   } else {
     $("#notes").replaceChildren();
   }
@@ -230,14 +235,30 @@ async function register() {
   if (name) body.name = name;
   const response = await call("POST", "/api/v1/users", { body, auth: false });
   const created = await response.json();
-  say(`Registered ${created.email}. You can log in now.`, "ok");
+  say(
+    `Registered ${created.email}. You can log in now; a mail with a link and a code to ` +
+      "confirm the address is on its way.",
+    "ok",
+  );
 }
 
+// The problem type of a correct log-in that the API refuses until the address is confirmed
+// (COFFER_REQUIRE_VERIFIED_EMAIL).
+const EMAIL_NOT_VERIFIED = "urn:coffer:problem:email-not-verified";
+
 async function logIn() {
-  const response = await call("POST", "/api/v1/sessions", {
-    body: { ...credentials(), device_name: DEVICE_NAME },
-    auth: false,
-  });
+  let response;
+  try {
+    response = await call("POST", "/api/v1/sessions", {
+      body: { ...credentials(), device_name: DEVICE_NAME },
+      auth: false,
+    });
+  } catch (error) {
+    if (!error.problem || error.problem.type !== EMAIL_NOT_VERIFIED) throw error;
+    askForCode(credentials().email);
+    say(`${error.message} Open the link in the mail we sent, or enter its code here.`, "error");
+    return;
+  }
   keepTokens(await response.json());
   $("#password").value = "";
   await loadUser();
@@ -363,6 +384,15 @@ function proof(emailField, codeField) {
   return { email: $(emailField).value.trim(), code: $(codeField).value.trim() };
 }
 
+// The verify panel by hand: the address the mail went to, and a field for its code.
+function askForCode(address) {
+  leaveLink();
+  $("#verify-email").value = address;
+  $("#verify-code").value = "";
+  showPanel("verify");
+  $("#verify-code").focus();
+}
+
 function showPanel(name) {
   accountPanel = name;
   // A link's token shows no code fields; by hand, the email and the code are needed.
@@ -402,9 +432,43 @@ async function confirmEmail() {
   });
   const confirmed = await response.json();
   leaveLink();
-  if (user && user.id === confirmed.id) user = confirmed;
+  $("#verify-code").value = "";
   showPanel("auth");
-  say(`Your address ${confirmed.email} is confirmed.`, "ok");
+  const done = `Your address ${confirmed.email} is confirmed.`;
+  if (!tokens) {
+    $("#email").value = confirmed.email;
+    say(`${done} You can log in with it now.`, "ok");
+    return;
+  }
+  // Logged in on this tab (a link opened here, or the code typed in): show the new profile.
+  // A confirmed change ends the account's other sessions; if this was one, log in again.
+  try {
+    await loadUser();
+    await loadNotes();
+  } catch (error) {
+    render(); // the address is confirmed all the same
+    if (!tokens) $("#email").value = confirmed.email;
+    say(`${done} ${error.message}`, error.status === 401 ? "ok" : "error");
+    return;
+  }
+  say(done, "ok");
+}
+
+async function changeEmail() {
+  const email = $("#change-email").value.trim();
+  const response = await call("PATCH", "/api/v1/users/me", {
+    body: { email, current_password: $("#change-password").value },
+  });
+  $("#change-password").value = "";
+  user = await response.json();
+  render();
+  $("#change-email").value = "";
+  $("#change-email-box").open = false;
+  say(
+    `A mail with a link and a code went to ${user.pending_email}; your address stays ` +
+      `${user.email} until you confirm it.`,
+    "ok",
+  );
 }
 
 async function resendVerification() {
@@ -458,6 +522,18 @@ function wire() {
   $("#resend-verification").addEventListener("click", () =>
     run($("#resend-verification"), resendVerification),
   );
+  $("#enter-code").addEventListener("click", () => {
+    askForCode(user.email);
+    say(`Enter the 6-digit code from the mail sent to ${user.email}.`);
+  });
+  $("#enter-change-code").addEventListener("click", () => {
+    askForCode(user.pending_email);
+    say(`Enter the 6-digit code from the mail sent to ${user.pending_email}.`);
+  });
+  $("#change-email-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#send-change"), changeEmail);
+  });
   $("#note-form").addEventListener("submit", (event) => {
     event.preventDefault();
     run($("#add"), addNote);
@@ -490,6 +566,16 @@ function wire() {
   });
 }
 
+// A mail's link opens /reset-password#token=… or /verify-email#token=…; the page waits for a
+// press of its button before it spends the token. Whether this is such a page.
+function showLinkPage() {
+  if (location.pathname.endsWith("/reset-password")) showPanel("reset");
+  else if (location.pathname.endsWith("/verify-email")) showPanel("verify");
+  else return false;
+  say(accountPanel === "reset" ? "Choose a new password." : "Confirm your address.");
+  return true;
+}
+
 function start() {
   wire();
   if (!API) {
@@ -498,14 +584,7 @@ function start() {
     return;
   }
   $("#api-base").textContent = API;
-  // A mail's link opens /reset-password#token=… or /verify-email#token=…; the page waits for
-  // a press of its button before it spends the token.
-  if (location.pathname.endsWith("/reset-password")) showPanel("reset");
-  else if (location.pathname.endsWith("/verify-email")) showPanel("verify");
-  if (accountPanel !== "auth") {
-    say(accountPanel === "reset" ? "Choose a new password." : "Confirm your address.");
-    return;
-  }
+  if (showLinkPage()) return;
   if (!tokens) {
     render();
     say("Log in or register.");
