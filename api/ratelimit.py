@@ -41,6 +41,9 @@ from api.counters import SQLiteStorage, counters_path
 from api.database import database_url
 from api.errors import RateLimited
 
+# The counter of log-ins: per client IP, and per account, which password and second-factor
+# confirmations share.
+LOG_IN = "log-in"
 MAX_BACKOFF = 32  # seconds between attempts to use a failed storage
 SWEEP_INTERVAL = 5.0  # seconds between sweeps of expired in-memory counters
 _log = logging.getLogger(__name__)

@@ -56,6 +56,7 @@ def problem(
     errors: dict | None = None,
     headers: dict[str, str] | None = None,
     problem_type: str = "about:blank",
+    members: dict | None = None,
 ) -> Response:
     """Build a problem+json response; the only place an error body is made."""
     body: dict = {
@@ -67,6 +68,8 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
+    if members:
+        body.update(members)
     content = orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
     response = current_app.response_class(content, status=status, mimetype=PROBLEM_JSON)
     if headers:
@@ -93,7 +96,12 @@ def _from_domain(exc: errors.CofferError) -> Response:
     elif isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     return problem(
-        status, exc.detail, errors=exc.errors, headers=headers, problem_type=exc.problem_type
+        status,
+        exc.detail,
+        errors=exc.errors,
+        headers=headers,
+        problem_type=exc.problem_type,
+        members=exc.members,
     )
 
 
@@ -161,3 +169,15 @@ class ProblemSchema(Schema):
     detail = fields.String(required=True)
     request_id = fields.String(allow_none=True)
     errors = fields.Dict(keys=fields.String())
+
+
+class MfaRequiredProblemSchema(ProblemSchema):
+    """A 401 of a log-in: `type` `urn:coffer:problem:mfa-required` and these members when the
+    password was right and the account has a second factor; a plain problem otherwise."""
+
+    mfa_token = fields.String(
+        metadata={"description": "Single-use, 5 minutes: POST it with a code to /sessions/mfa."}
+    )
+    methods = fields.List(
+        fields.String(), metadata={"description": 'What the second step takes: "totp", …'}
+    )
