@@ -126,7 +126,14 @@ def _start_session(user: User, *, amr: str, device_name, user_agent, ip) -> Issu
 
 
 def _challenge(user: User, device: dict) -> str:
-    """The second step of a log-in: a single-use mfa_token, stored as a hash."""
+    """The second step of a log-in: a single-use mfa_token, stored as a hash. The user's
+    spent and expired challenges go, so that they never pile up."""
+    db.session.execute(
+        sa.delete(MfaChallenge).where(
+            MfaChallenge.user_id == user.id,
+            sa.or_(MfaChallenge.used_at.is_not(None), MfaChallenge.expires_at <= utcnow()),
+        )
+    )
     mfa_token = secrets.token_urlsafe(32)
     db.session.add(
         MfaChallenge(

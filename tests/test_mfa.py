@@ -12,7 +12,7 @@ from helpers import API, PASSWORD, assert_problem, assert_unauthorized, bearer, 
 from mailed import RESET_CONFIRM, RESETS, event_types, events_of, last_mail, proof
 
 from api.extensions import db
-from api.models import MfaFactor, RecoveryCode
+from api.models import MfaChallenge, MfaFactor, RecoveryCode
 
 ME = f"{API}/users/me"
 TOTP = f"{ME}/mfa/totp"
@@ -245,6 +245,16 @@ def test_an_mfa_token_expires_after_five_minutes(client, enrolled, frozen_clock)
     mfa_token = challenge(client, enrolled.account)
     frozen_clock.advance(301)
     assert_unauthorized(second_step(client, mfa_token, code=enrolled.code()))
+
+
+def test_spent_and_expired_challenges_do_not_pile_up(app, client, enrolled, frozen_clock):
+    second_step(client, challenge(client, enrolled.account), code=enrolled.code())
+    challenge(client, enrolled.account)
+    frozen_clock.advance(301)
+    live = challenge(client, enrolled.account)
+    with app.app_context():
+        assert db.session.execute(db.select(db.func.count(MfaChallenge.id))).scalar() == 1
+    assert second_step(client, live, code=enrolled.code()).status_code == 201
 
 
 def test_an_unknown_mfa_token_is_401(client, enrolled):
