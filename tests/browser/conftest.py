@@ -38,7 +38,7 @@ from helpers import bearer
 from smtp_sink import SmtpSink
 
 try:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 except ImportError as error:  # the tests below skip (or fail in CI) with this reason
     sync_playwright = None
     PLAYWRIGHT_IMPORT_ERROR = error
@@ -61,6 +61,11 @@ CHROMIUM_ARGS = [
 # An origin that nothing is served from: an API that allows only this one refuses the SPA.
 OTHER_ORIGIN = "http://127.0.0.1:9"
 START_TIMEOUT = 30
+# How long an action or an `expect` waits for the page (Playwright's `expect` alone would give
+# up after 5 s, which a busy 2-core machine rendering Swagger UI may need and more).
+PAGE_TIMEOUT_MS = 15_000
+if sync_playwright is not None:
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
 
 def _missing_browser() -> str | None:
@@ -312,7 +317,7 @@ def page(request, browser, browser_log, screenshots):
     When the test fails, the page's last state is saved as screenshots/failed-<test>.png.
     """
     context = browser.new_context(viewport={"width": 1000, "height": 800})
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     tab = context.new_page()
     log = browser_log
     tab.on("console", lambda message: log.console.append(f"{message.type}: {message.text}"))
