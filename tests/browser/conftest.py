@@ -148,16 +148,32 @@ class Coffer:
         return entries
 
     def get(self, path: str, token: str | None = None) -> tuple[int, dict, dict | None]:
-        """A direct request (no browser): status, lower-cased headers and the JSON body."""
+        return self.request("GET", path, token=token)
+
+    def post(
+        self, path: str, body: dict, token: str | None = None
+    ) -> tuple[int, dict, dict | None]:
+        return self.request("POST", path, body, token)
+
+    def request(
+        self, method: str, path: str, body: dict | None = None, token: str | None = None
+    ) -> tuple[int, dict, dict | None]:
+        """A direct request (no browser), with a JSON body if one is given: status,
+        lower-cased headers and the JSON body."""
         headers = bearer(token) if token else {}
-        request = urllib.request.Request(self.url + path, headers=headers)
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data, headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                status, head, body = response.status, response.headers, response.read()
+                status, head, answer = response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
             with error:
-                status, head, body = error.code, error.headers, error.read()
-        return status, {k.lower(): v for k, v in head.items()}, json.loads(body) if body else None
+                status, head, answer = error.code, error.headers, error.read()
+        headers = {k.lower(): v for k, v in head.items()}
+        return status, headers, json.loads(answer) if answer else None
 
     def answers(self) -> bool:
         try:
@@ -206,6 +222,16 @@ def work_dir(tmp_path_factory):
 def coffer(work_dir, spa_origin):
     """Coffer that allows the SPA's origin, and only that one."""
     server = start_coffer(work_dir, cors_origins=spa_origin)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def coffer_for_many_log_ins(work_dir, spa_origin):
+    """Coffer that allows the SPA's origin, and more log-ins and codes a minute from
+    127.0.0.1 (COFFER_RATE_LIMIT_AUTH) than a module of tests that log in again and again
+    needs."""
+    server = start_coffer(work_dir, cors_origins=spa_origin, COFFER_RATE_LIMIT_AUTH="100/minute")
     yield server
     server.stop()
 
