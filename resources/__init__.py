@@ -28,8 +28,7 @@ from resources.tokens import Introspection, KeySet
 from resources.users import Me, MyPassword, UserItem, UserList
 
 blueprint = Blueprint("coffer", __name__)
-api = ProblemApi(blueprint)
-api.representations = {"application/json": json_response}
+api = ProblemApi(blueprint, representation=json_response)
 
 api.add_resource(UserList, f"{V1}/users")
 api.add_resource(Me, f"{V1}/users/me")
