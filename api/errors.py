@@ -46,6 +46,14 @@ class MfaRequired(Unauthenticated):
         self.members = {"mfa_token": mfa_token, "methods": methods}
 
 
+class WrongMfaCode(Unauthenticated):
+    """A wrong code at the second log-in step; `attempts_left` before the mfa_token dies."""
+
+    def __init__(self, detail: str, *, attempts_left: int) -> None:
+        super().__init__(detail, reason=None)
+        self.members = {"attempts_left": attempts_left}
+
+
 class Forbidden(CofferError):
     """Authenticated, but the caller's role or access does not allow this."""
 

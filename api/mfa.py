@@ -13,6 +13,7 @@ authentication).
 import base64
 import hashlib
 import hmac
+import io
 import secrets
 import uuid
 
@@ -160,8 +161,16 @@ def start_enrolment(user: User, *, password: str | None) -> dict:
     db.session.add(factor)
     db.session.commit()
     uri = pyotp.TOTP(secret, interval=STEP).provisioning_uri(name=user.email, issuer_name=ISSUER)
-    qr = segno.make(uri, error="m").svg_inline(scale=4, omitsize=True)
-    return {"secret": secret, "otpauth_uri": uri, "qr_svg": qr}
+    return {"secret": secret, "otpauth_uri": uri, "qr_svg": _qr_svg(uri)}
+
+
+def _qr_svg(uri: str) -> str:
+    """A standalone SVG document (with its namespace: it shows inline and as an <img>)."""
+    svg = io.BytesIO()
+    segno.make(uri, error="m").save(
+        svg, kind="svg", xmldecl=False, scale=4, svgclass=None, lineclass=None
+    )
+    return svg.getvalue().decode()
 
 
 def confirm_enrolment(user: User, *, code: str | None) -> list[str]:

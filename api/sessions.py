@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from api import accounts, mfa, ratelimit
-from api.errors import EmailNotVerified, MfaRequired, NotFound, Unauthenticated
+from api.errors import EmailNotVerified, MfaRequired, NotFound, Unauthenticated, WrongMfaCode
 from api.events import emit
 from api.extensions import db
 from api.models import MfaChallenge, RefreshToken, Session, User, UTCDateTime, utcnow
@@ -162,8 +162,7 @@ def complete_mfa_log_in(
     else:
         right = mfa.accept_recovery_code(user.id, recovery_code)
     if not right:
-        _count_wrong_code(challenge)
-        raise Unauthenticated(WRONG_MFA_CODE, reason=None)
+        raise WrongMfaCode(WRONG_MFA_CODE, attempts_left=_count_wrong_code(challenge))
     spent = db.session.execute(
         sa.update(MfaChallenge)
         .where(MfaChallenge.id == challenge.id, MfaChallenge.used_at.is_(None))
@@ -193,9 +192,9 @@ def _live_challenge(mfa_token: str) -> MfaChallenge:
     return challenge
 
 
-def _count_wrong_code(challenge: MfaChallenge) -> None:
+def _count_wrong_code(challenge: MfaChallenge) -> int:
     """One more wrong code, counted in the database (parallel guesses all count); the fifth
-    kills the challenge."""
+    kills the challenge. The codes it has left."""
     failed = MfaChallenge.failed_codes + 1
     db.session.execute(
         sa.update(MfaChallenge)
@@ -209,8 +208,12 @@ def _count_wrong_code(challenge: MfaChallenge) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+    failed_codes = db.session.scalar(
+        sa.select(MfaChallenge.failed_codes).where(MfaChallenge.id == challenge.id)
+    )
     db.session.commit()
     emit("mfa_failed", user_id=challenge.user_id, step="log-in")
+    return max(MFA_WRONG_CODES - failed_codes, 0)
 
 
 def refresh(presented: str) -> IssuedTokens:

@@ -8,7 +8,7 @@ from api.accounts import LOG_IN
 from api.http.auth import authenticate
 from api.http.limits import auth_limit
 from api.http.operation import arguments, body, operation, other_responses, paginated, response
-from api.http.problems import MfaRequiredProblemSchema
+from api.http.problems import MfaCodeProblemSchema, MfaRequiredProblemSchema
 from api.http.web import client_ip
 from schemas.common import page_query
 from schemas.mfa import mfa_log_in
@@ -80,8 +80,11 @@ class SessionMfa(Resource):
     @response(tokens, 201)
     @other_responses(
         {
-            401: "The mfa_token is unknown, used or expired, or the code is wrong (5 wrong "
-            "codes kill the mfa_token)."
+            401: (
+                "The mfa_token is unknown, used or expired; or the code is wrong, and "
+                "`attempts_left` says how many more the mfa_token takes (5 in all).",
+                MfaCodeProblemSchema(),
+            )
         }
     )
     def post(self, second_step):

@@ -3,6 +3,7 @@ for sensitive changes, an admin's reset, and `amr` in tokens (API.md: Multi-fact
 authentication). Time is Coffer's injected clock (frozen_clock), never a sleep."""
 
 import uuid
+from xml.etree import ElementTree
 
 import jwt
 import pyotp
@@ -97,7 +98,8 @@ def test_enrolment_gives_a_secret_and_a_uri_for_authenticator_apps(client, user)
     parsed = pyotp.parse_uri(body["otpauth_uri"])
     assert parsed.secret == body["secret"] and parsed.issuer == "Coffer"
     assert parsed.name == user.email and parsed.digits == 6 and parsed.interval == 30
-    assert body["qr_svg"].startswith("<svg") and body["qr_svg"].rstrip().endswith("</svg>")
+    svg = ElementTree.fromstring(body["qr_svg"])  # a standalone SVG document, as <img> needs
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
     assert me(client, user)["mfa_enabled"] is False
 
 
@@ -227,9 +229,13 @@ def test_an_mfa_token_opens_one_session(client, enrolled):
 
 def test_five_wrong_codes_kill_the_mfa_token(client, enrolled):
     mfa_token = challenge(client, enrolled.account)
-    for _ in range(5):
-        assert_unauthorized(second_step(client, mfa_token, code="000000"))
-    assert_unauthorized(second_step(client, mfa_token, code=enrolled.code()))
+    left = [
+        assert_unauthorized(second_step(client, mfa_token, code="000000"))["attempts_left"]
+        for _ in range(5)
+    ]
+    assert left == [4, 3, 2, 1, 0]
+    dead = assert_unauthorized(second_step(client, mfa_token, code=enrolled.code()))
+    assert "attempts_left" not in dead and "mfa_token" in dead["detail"]
     fresh = challenge(client, enrolled.account)
     assert second_step(client, fresh, code=enrolled.code()).status_code == 201
 

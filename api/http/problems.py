@@ -231,3 +231,12 @@ class MfaRequiredProblemSchema(ProblemSchema):
     methods = fields.List(
         fields.String(), metadata={"description": 'What the second step takes: "totp", …'}
     )
+
+
+class MfaCodeProblemSchema(ProblemSchema):
+    """A 401 of the second log-in step: `attempts_left` when the code was wrong (0: the
+    mfa_token is dead, log in again); no such member when the mfa_token was not live."""
+
+    attempts_left = fields.Integer(
+        metadata={"description": "Wrong codes the mfa_token takes before it dies."}
+    )
