@@ -11,8 +11,7 @@ import re
 import time
 
 import pytest
-from conftest import Accounts
-from helpers import API
+from helpers import API, bearer, register_and_log_in
 
 ORIGINS = ["https://app.example.org", "https://*.example.net"]
 EXPOSE = (
@@ -483,30 +482,27 @@ EXPECTED: dict[str, tuple[int, list, list]] = {
 
 
 @pytest.fixture(params=["*", "list"])
-def origins(request):
-    return request.param
+def app(request, make_app):
+    """The app of `accounts` and `user`, with every origin allowed, or ORIGINS."""
+    return make_app(COFFER_CORS_ORIGINS=["*"] if request.param == "*" else ORIGINS)
 
 
 @pytest.mark.parametrize("kind", list(EXPECTED))
-def test_the_headers_of_each_kind_of_response_are_unchanged(make_app, origins, kind):
-    app = make_app(COFFER_CORS_ORIGINS=["*"] if origins == "*" else ORIGINS)
-    user = Accounts(app).create()
-    response = _exchange(app.test_client(), user, kind)
+def test_the_headers_of_each_kind_of_response_are_unchanged(app, client, user, kind):
+    response = _exchange(client, user, kind)
     status, wildcard, listed = EXPECTED[kind]
     assert response.status_code == status
-    expected = wildcard if origins == "*" or listed is SAME else listed
+    every_origin = app.config["COFFER_CORS_ORIGINS"] == ["*"]
+    expected = wildcard if every_origin or listed is SAME else listed
     assert _placeholders(response.headers.to_wsgi_list()) == expected
 
 
 def test_a_refused_request_shows_the_refusing_window_and_retry_after(make_app):
-    app = make_app(COFFER_RATE_LIMIT_API="2/minute")
-    user = Accounts(app).create()
-    client = app.test_client()
+    client = make_app(COFFER_RATE_LIMIT_API="2/minute").test_client()
+    token = bearer(register_and_log_in(client)["access_token"])
     for _ in range(2):
-        assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
-    response = client.get(
-        f"{API}/users/me", headers={**user.headers, "Origin": "https://app.example.org"}
-    )
+        assert client.get(f"{API}/users/me", headers=token).status_code == 200
+    response = client.get(f"{API}/users/me", headers={**token, "Origin": "https://app.example.org"})
     assert response.status_code == 429
     assert _placeholders(response.headers.to_wsgi_list()) == [
         ("Content-Type", "application/problem+json"),
