@@ -1,5 +1,6 @@
-"""Rate limits over HTTP: the per-IP limit of the auth routes, and the X-RateLimit headers of
-the tightest window a request was counted in (api/ratelimit.py counts)."""
+"""Rate limits over HTTP: the per-IP limit of the auth routes, and which window a request was
+counted in the X-RateLimit headers show: the tightest (api/ratelimit.py counts; the response's
+finishing step in api/http/web.py writes the headers)."""
 
 import functools
 
