@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import cli, database, events, keys, mail, models, pagination, passwords, ratelimit, tokens
 from api.config import from_env
-from api.extensions import cors, db, migrate
+from api.extensions import db, migrate
 from api.http import limits, logs, problems, web
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
@@ -120,4 +120,4 @@ def _init_cors(app: Flask) -> None:
         "supports_credentials": False,  # bearer tokens only: no ambient credentials
         "send_wildcard": "*" in app.config["COFFER_CORS_ORIGINS"],
     }
-    cors.init_app(app, resources={r"/api/*": options, r"/.well-known/*": options})
+    web.init_cors(app, options, [r"/api/*", r"/.well-known/*"])

@@ -98,16 +98,18 @@ def request_password_reset(email: str) -> str:
 
 
 @mail.preparer("reset_password")
-def _prepare_reset(recipient: str, context: dict) -> dict | None:
+def _prepare_reset(recipient: str, context: dict, retry: bool) -> dict | None:
     """At send time: a reset request for an active account (the older one dies), or no mail
-    at all for an address without one."""
+    at all for an address without one. A retry issues a fresh request but records no second
+    `password_reset_requested`: the user asked once."""
     user = accounts.find_user(recipient)
     if user is None or not user.is_active:
         return None
     issued = link_tokens.issue(
         user.id, RESET_PASSWORD, email=user.email, ttl=current_app.config["COFFER_RESET_TOKEN_TTL"]
     )
-    emit("password_reset_requested", user_id=user.id)
+    if not retry:
+        emit("password_reset_requested", user_id=user.id)
     return issued.context("/reset-password", user.email)
 
 

@@ -6,19 +6,17 @@ import uuid
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from api import link_tokens, ratelimit
+from api import link_tokens, mfa, ratelimit
 from api.email_address import normalise_email
 from api.errors import Conflict, NotFound
 from api.events import emit
 from api.extensions import db
 from api.models import Session, User, utcnow
 from api.pagination import list_binding, newest_first
-from api.passwords import hash_password, password_problems, verify_password
+from api.passwords import hash_password, password_problems
+from api.ratelimit import LOG_IN  # noqa: F401  (the log-in counter, named where log-ins are)
 from api.tokens import Caller
 
-# The rate-limit counter of log-ins: per client IP, and per account, which password
-# confirmations share.
-LOG_IN = "log-in"
 _log = logging.getLogger(__name__)
 
 
@@ -104,29 +102,19 @@ def find_user(email: str) -> User | None:
     return db.session.execute(db.select(User).filter_by(email=email)).scalar_one_or_none()
 
 
-def require_password(user: User, password: str | None, field: str) -> None:
-    """A confirmation of the user's own password; wrong or missing is 422 naming the field.
-
-    Every attempt, right or wrong, counts under the account's log-in limit before the password
-    is checked (429 once it is spent): else a stolen access token would be an unlimited oracle
-    for the password, around the limit that log-in puts on guessing it.
-    """
-    if not password:
-        raise ValidationError({field: ["The password is incorrect."]})
-    ratelimit.enforce_account_limit(LOG_IN, user.email)
-    if not verify_password(user, password):
-        raise ValidationError({field: ["The password is incorrect."]})
-
-
-def update_own_profile(caller: Caller, changes: dict, *, current_password: str | None) -> User:
+def update_own_profile(
+    caller: Caller, changes: dict, *, current_password: str | None, code: str | None = None
+) -> User:
     """A user's own change of name, at once, and of email, which only starts: a new address
-    needs the current password, must have no account, and waits in `pending_email` until the
-    link + code mailed to it is confirmed (api/account_email.py)."""
+    needs the current password (and a code, with MFA), must have no account, and waits in
+    `pending_email` until the link + code mailed to it is confirmed (api/account_email.py)."""
     user = get_user(caller.id)
     changes = dict(changes)
     new_email = changes.pop("email", user.email)
     if new_email != user.email:
-        require_password(user, current_password, "current_password")
+        mfa.confirm_identity(
+            user, password=current_password, code=code, password_field="current_password"
+        )
         if find_user(new_email) is not None:
             raise EmailTaken()
         ratelimit.enforce_mail_limit(new_email)
@@ -173,13 +161,35 @@ def set_password(user: User, new: str) -> None:
     link_tokens.revoke(user.id)
 
 
-def change_password(user: User, *, current: str, new: str, keep_session: uuid.UUID) -> None:
-    require_password(user, current, "current_password")
+def change_password(
+    user: User, *, current: str, new: str, keep_session: uuid.UUID, code: str | None = None
+) -> None:
+    """Set a new password, confirmed by the current one (and a code, with MFA); every other
+    session ends."""
+    mfa.confirm_identity(user, password=current, code=code, password_field="current_password")
     check_new_password(user, new)
     set_password(user, new)
     revoked = revoke_sessions(user.id, keep=keep_session)
     db.session.commit()
     emit("password_changed", user_id=user.id, revoked_sessions=revoked)
+
+
+def delete_own_account(caller: Caller, *, password: str | None, code: str | None) -> None:
+    """A user deletes its account, confirmed by its password (and a code, with MFA)."""
+    user = get_user(caller.id)
+    mfa.confirm_identity(user, password=password, code=code)
+    delete_user(user, by=caller.id)
+
+
+def reset_mfa(user: User, *, by: uuid.UUID) -> None:
+    """An admin removes a user's second factor (a lost device); every session of the user
+    ends, so that whoever holds one proves the account again."""
+    had_factor = user.mfa_enabled or mfa.factor_of(user.id) is not None
+    mfa.remove(user)
+    revoked = revoke_sessions(user.id)
+    db.session.commit()
+    if had_factor:
+        emit("mfa_disabled", user_id=user.id, by=str(by), revoked_sessions=revoked)
 
 
 def delete_user(user: User, *, by: uuid.UUID) -> None:

@@ -8,8 +8,9 @@ MemoryStorage does in one process's dictionary, one SQL statement does here, in 
 every worker opens: each hit is one atomic read-modify-write across processes.
 
 Why SQLite: it is in the standard library, correct across processes and, unlike memory mapped
-by the gunicorn master, it needs no master (tests, `flask run`). A count (hit and window) costs
-about 65 µs of CPU, against 16 in memory and 300 or more with a local Redis. Counters need no
+by the gunicorn master, it needs no master (tests, `flask run`). `count` takes the hit and reads
+the window in one statement: about 30 µs of CPU on a busy development machine (47 with a
+statement each), against 10 in memory and 300 or more with a local Redis. Counters need no
 durability, so the file runs in WAL mode with synchronous=OFF. The only damage that setting
 risks is a corrupt file after the host itself crashes: the file lives in a folder named after
 the boot of the host, so a rebooted host starts afresh (`counters_path`).
@@ -47,9 +48,8 @@ SCHEMA = (
 UPSERT = """
 ON CONFLICT (key) DO UPDATE SET
     hits = CASE WHEN expires_at > :now THEN hits + excluded.hits ELSE excluded.hits END,
-    expires_at = CASE WHEN expires_at > :now THEN expires_at ELSE excluded.expires_at END
-RETURNING hits"""
-INCR = "INSERT INTO counters VALUES (:key, :amount, :expires_at)" + UPSERT
+    expires_at = CASE WHEN expires_at > :now THEN expires_at ELSE excluded.expires_at END"""
+INCR = "INSERT INTO counters VALUES (:key, :amount, :expires_at)" + UPSERT + " RETURNING hits"
 HITS = "coalesce((SELECT hits FROM counters WHERE key = {} AND expires_at > :now), 0)"
 # Inserts (or adds to) the current window's counter only when the weighted count leaves room;
 # else there is no row to insert, nothing is written and nothing returned.
@@ -60,6 +60,10 @@ WHERE CAST({HITS.format(":previous")} * :previous_ttl / :expiry + {HITS.format("
            AS INTEGER) + :amount <= :limit
 {UPSERT}
 """
+# ACQUIRE that also returns where the window stands once counted: the hit and the window
+# stats in one statement (a refused hit, which returns nothing, reads WINDOW after).
+COUNT = f"{ACQUIRE} RETURNING {HITS.format(':previous')}, hits"
+ACQUIRE += " RETURNING hits"
 WINDOW = f"SELECT {HITS.format(':previous')}, {HITS.format(':current')}"
 GET = f"SELECT {HITS.format(':key')}"
 
@@ -196,15 +200,11 @@ class SQLiteStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWind
             self._next_sweep = ticks + SWEEP_INTERVAL
             self._handle().write("DELETE FROM counters WHERE expires_at <= :now", {"now": now})
 
-    def acquire_sliding_window_entry(
-        self, key: str, limit: int, expiry: int, amount: int = 1
-    ) -> bool:
-        if amount > limit:
-            return False
-        now = time.time()
+    def _acquiring(self, key: str, limit: int, expiry: int, amount: int, now: float) -> dict:
+        """The parameters of ACQUIRE and COUNT."""
         self._sweep(now)
         previous, current = self.sliding_window_keys(key, expiry, now)
-        parameters = {
+        return {
             "previous": previous,
             "current": current,
             "amount": amount,
@@ -214,7 +214,30 @@ class SQLiteStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWind
             "expires_at": now + 2 * expiry,  # MemoryStorage's: twice the window, from now
             "now": now,
         }
+
+    def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        if amount > limit:
+            return False
+        parameters = self._acquiring(key, limit, expiry, amount, time.time())
         return bool(self._handle().write(ACQUIRE, parameters))
+
+    def count(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> tuple[bool, tuple[int, float, int, float]]:
+        """acquire_sliding_window_entry, then get_sliding_window at the same instant: in one
+        statement when the hit is allowed, in two when it is refused."""
+        now = time.time()
+        parameters = self._acquiring(key, limit, expiry, amount, now)
+        rows = self._handle().write(COUNT, parameters) if amount <= limit else []
+        allowed = bool(rows)
+        if not allowed:
+            rows = self._handle().read(WINDOW, parameters)
+        (previous_hits, current_hits), *_ = rows
+        previous_ttl, current_ttl = _window_ttls(now, expiry)
+        window = (previous_hits, previous_ttl if previous_hits else 0.0, current_hits, current_ttl)
+        return allowed, window
 
     def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
         now = time.time()

@@ -1,13 +1,22 @@
-"""Database URL and engine settings: SQLite by default, PostgreSQL (psycopg 3) in production."""
+"""Database URL and engine settings: SQLite by default, PostgreSQL (psycopg 3) in production.
+
+On PostgreSQL a request's statements cost one round trip each: no ping when a pooled connection
+is checked out (a local look at its socket instead), no BEGIN and ROLLBACK around the request's
+Core statements (they run in AUTOCOMMIT, each its own transaction), and no parsing anew (psycopg
+prepares a statement on its fifth use on a connection, and keeps it until a ROLLBACK).
+"""
 
 import os
+import select
 import sqlite3
 
 import orjson
+import psycopg
 from flask import Flask, current_app, g
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.pool import Pool
 
 from api.extensions import db
 
@@ -37,7 +46,8 @@ def engine_options(url: str) -> dict:
         return {"connect_args": {"timeout": 10}, **_JSON_CODEC}
     return {
         **_JSON_CODEC,
-        "pool_pre_ping": True,  # a restarted database costs one failed request, not a restart
+        # No pool_pre_ping: its `;` cost a round trip per request. A connection the server closed
+        # is seen at checkout (_closed_by_the_server), and a request's first read retried once.
         "pool_size": 5,
         "max_overflow": 5,
         "pool_timeout": 5,
@@ -58,23 +68,60 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-@event.listens_for(Engine, "handle_error")
-def _failed_ping_means_reconnect(context) -> None:
-    """Whatever a pool pre-ping raises, the pooled connection is unusable: reconnect.
+@event.listens_for(Pool, "checkout")
+def _closed_by_the_server(dbapi_connection, _record, _proxy) -> None:
+    """Refuse a pooled PostgreSQL connection that the server has closed, without a round trip.
 
-    When PostgreSQL dies during the ping, psycopg can raise ProgrammingError ("can't change
-    'autocommit' now") instead of a disconnect error; without this the request got a 500.
-    Marked as a disconnect, the pool drops the connection and opens a new one (503 while the
-    database is down, a working connection once it is back).
+    An idle connection has nothing to read: when its socket is readable, the server has sent
+    its last words (a restart, an administrator's pg_terminate_backend, an idle timeout) and
+    closed it. DisconnectionError makes the pool open a new connection instead.
     """
-    if context.is_pre_ping:
-        context.is_disconnect = True
+    if not isinstance(dbapi_connection, psycopg.Connection):
+        return
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise DisconnectionError("the connection is closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed the connection")
 
 
 def init_app(app: Flask) -> None:
     url = database_url(app)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+
+
+class RequestConnection(Connection):
+    """A request's Core connection: on PostgreSQL in AUTOCOMMIT, and a first read that finds
+    the connection dropped by the server is run again, once, on a new connection.
+
+    Every write on it is one statement that commits at once (api/records.py, api/tokens.py), so
+    AUTOCOMMIT changes no outcome, and saves the BEGIN and the ROLLBACK that also made psycopg
+    forget its prepared statements. The retry is safe because nothing was written yet: the
+    statement that failed is the connection's first in this request, and a SELECT.
+    """
+
+    _used = False
+
+    def autocommit(self) -> "RequestConnection":
+        if self.dialect.name == "postgresql":
+            self.execution_options(isolation_level="AUTOCOMMIT")
+        return self
+
+    def _execute_context(self, *args, **kw):
+        first, self._used = not self._used, True
+        try:
+            return super()._execute_context(*args, **kw)
+        except DBAPIError as exc:
+            if not (first and exc.connection_invalidated and _reads_only(exc.statement)):
+                raise
+        self.rollback()  # ends the failed connection's transaction; the next use reconnects
+        return self.autocommit()._execute_context(*args, **kw)
+
+
+def _reads_only(statement: str | None) -> bool:
+    return bool(statement) and statement.lstrip()[:6].upper() == "SELECT"
 
 
 def connection() -> Connection:
@@ -86,7 +133,7 @@ def connection() -> Connection:
     request (on the session's own connection) never waits on it.
     """
     if "db_connection" not in g:
-        g.db_connection = db.engine.connect()
+        g.db_connection = RequestConnection(db.engine).autocommit()
     return g.db_connection
 
 

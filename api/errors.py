@@ -10,6 +10,7 @@ class CofferError(Exception):
     """
 
     problem_type = "about:blank"
+    members: dict | None = None  # extension members of the problem body (RFC 9457 §3.2)
 
     def __init__(self, detail: str, *, errors: dict | None = None) -> None:
         super().__init__(detail)
@@ -32,6 +33,25 @@ class Unauthenticated(CofferError):
     def __init__(self, detail: str, *, reason: str | None = "invalid_token") -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class MfaRequired(Unauthenticated):
+    """The password was right, and the account wants its second factor: the problem carries
+    the single-use `mfa_token` of the second step and the `methods` it accepts."""
+
+    problem_type = "urn:coffer:problem:mfa-required"
+
+    def __init__(self, detail: str, *, mfa_token: str, methods: list[str]) -> None:
+        super().__init__(detail, reason=None)
+        self.members = {"mfa_token": mfa_token, "methods": methods}
+
+
+class WrongMfaCode(Unauthenticated):
+    """A wrong code at the second log-in step; `attempts_left` before the mfa_token dies."""
+
+    def __init__(self, detail: str, *, attempts_left: int) -> None:
+        super().__init__(detail, reason=None)
+        self.members = {"attempts_left": attempts_left}
 
 
 class Forbidden(CofferError):

@@ -33,6 +33,11 @@ TYPES = (
     "email_change_requested",
     "password_reset_requested",
     "password_reset_completed",
+    "mfa_enabled",
+    "mfa_disabled",
+    "mfa_failed",
+    "recovery_code_used",
+    "recovery_codes_regenerated",
     "record_shared",
     "record_unshared",
 )

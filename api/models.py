@@ -1,5 +1,5 @@
-"""SQLAlchemy models: users, their sessions and refresh tokens, link tokens, records and who
-else may read them (collection policies, grants, groups), idempotency keys."""
+"""SQLAlchemy models: users, their sessions and refresh tokens, link tokens, second factors,
+records and who else may read them (collection policies, grants, groups), idempotency keys."""
 
 import uuid
 from datetime import UTC, datetime
@@ -52,6 +52,8 @@ class User(db.Model):
     email_verified: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # The address of an e-mail change that awaits confirmation (api/link_tokens.py).
     pending_email: Mapped[str | None] = mapped_column(sa.String(320))
+    # Whether a confirmed TOTP factor guards log-in (api/mfa.py keeps it in step with it).
+    mfa_enabled: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     name: Mapped[str | None] = mapped_column(sa.String(200))
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[str] = mapped_column(sa.String(16), default="user", index=True)
@@ -76,6 +78,8 @@ class Session(db.Model):
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # RFC 8176 methods of the log-in, space-separated ("pwd", "pwd otp"); refreshes keep it.
+    amr: Mapped[str] = mapped_column(sa.String(32), default="pwd", server_default="pwd")
 
     # A user's sessions, newest first, for the paginated list.
     __table_args__ = (sa.Index("ix_sessions_user_id_id", "user_id", "id"),)
@@ -132,6 +136,59 @@ class LinkToken(db.Model):
         # A user's requests of a purpose, replaced or revoked together.
         sa.Index("ix_link_tokens_user_id_purpose", "user_id", "purpose"),
     )
+
+
+class MfaFactor(db.Model):
+    """A user's TOTP factor: pending until a first code confirms it, then it guards log-in.
+
+    The secret is stored only encrypted under a key derived from the server secret for this
+    purpose (api/mfa.py). `last_step` is the newest 30-second step whose code was accepted:
+    a code of that step or an older one is never accepted again.
+    """
+
+    __tablename__ = "mfa_factors"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[bytes] = mapped_column(sa.LargeBinary(255))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RecoveryCode(db.Model):
+    """One single-use recovery code of a user, stored only as an HMAC under a derived key."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MfaChallenge(db.Model):
+    """The second step of a log-in whose password was right: its `mfa_token` (stored only as
+    a SHA-256), where the log-in came from, and how many wrong codes it has seen."""
+
+    __tablename__ = "mfa_challenges"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32), unique=True)
+    device_name: Mapped[str | None] = mapped_column(sa.String(100))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(512))
+    ip: Mapped[str | None] = mapped_column(sa.String(45))
+    failed_codes: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Record(db.Model):

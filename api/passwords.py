@@ -6,7 +6,9 @@ from importlib import resources as package_files
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app
+from marshmallow import ValidationError
 
+from api import ratelimit
 from api.email_address import InvalidEmail, normalise_email
 from api.models import User
 
@@ -63,6 +65,20 @@ def verify_password(user: User | None, password: str) -> bool:
     if hasher().check_needs_rehash(stored):
         user.password_hash = hash_password(password)
     return True
+
+
+def require_password(user: User, password: str | None, field: str) -> None:
+    """A confirmation of the user's own password; wrong or missing is 422 naming the field.
+
+    Every attempt, right or wrong, counts under the account's log-in limit before the password
+    is checked (429 once it is spent): else a stolen access token would be an unlimited oracle
+    for the password, around the limit that log-in puts on guessing it.
+    """
+    if not password:
+        raise ValidationError({field: ["The password is incorrect."]})
+    ratelimit.enforce_account_limit(ratelimit.LOG_IN, user.email)
+    if not verify_password(user, password):
+        raise ValidationError({field: ["The password is incorrect."]})
 
 
 def init_app(app: Flask) -> None:

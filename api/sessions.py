@@ -4,17 +4,19 @@ A session is one log-in on one device. Its access tokens are verified by api/tok
 happens here is what starts, renews and ends it.
 """
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import sqlalchemy as sa
 from flask import current_app
 
-from api import accounts, ratelimit
-from api.errors import EmailNotVerified, NotFound, Unauthenticated
+from api import accounts, mfa, ratelimit
+from api.errors import EmailNotVerified, MfaRequired, NotFound, Unauthenticated, WrongMfaCode
 from api.events import emit
 from api.extensions import db
-from api.models import RefreshToken, Session, User, utcnow
+from api.models import MfaChallenge, RefreshToken, Session, User, UTCDateTime, utcnow
 from api.pagination import list_binding, newest_first
 from api.passwords import verify_password
 from api.tokens import (
@@ -26,6 +28,12 @@ from api.tokens import (
 )
 
 INVALID_CREDENTIALS = "The email or password is incorrect."
+MFA_REQUIRED = "The password is right; the account wants a code of its second factor."
+INVALID_MFA_TOKEN = "The mfa_token is invalid, used or expired: log in again."
+WRONG_MFA_CODE = "The code is incorrect or was used already."
+MFA_METHODS = ["totp", "recovery_code"]
+MFA_TOKEN_TTL = timedelta(minutes=5)
+MFA_WRONG_CODES = 5  # wrong codes that kill an mfa_token
 INVALID_REFRESH_TOKEN = "The refresh token is invalid, expired or revoked."
 EMAIL_NOT_VERIFIED = (
     "The email address is not verified yet: follow the link of the verification mail, or "
@@ -73,7 +81,8 @@ def log_in(
     user_agent: str | None,
     ip: str,
 ) -> IssuedTokens:
-    """Check credentials (the same work and the same 401 whatever is wrong); start a session.
+    """Check credentials (the same work and the same 401 whatever is wrong); start a session,
+    or, for an account with a second factor, MfaRequired with the token of the second step.
 
     Every attempt counts under the account's log-in limit first (429 once it is spent).
     """
@@ -86,20 +95,125 @@ def log_in(
     if not _may_sign_in(user):
         emit("login_failed", user_id=user.id, reason="email_not_verified")
         raise EmailNotVerified(EMAIL_NOT_VERIFIED)
+    device = {"device_name": device_name, "user_agent": (user_agent or "")[:512] or None, "ip": ip}
+    if user.mfa_enabled:
+        raise MfaRequired(MFA_REQUIRED, mfa_token=_challenge(user, device), methods=MFA_METHODS)
+    return _start_session(user, amr="pwd", **device)  # also saves a rehashed password
+
+
+def _start_session(user: User, *, amr: str, device_name, user_agent, ip) -> IssuedTokens:
     ttl = timedelta(seconds=current_app.config["COFFER_REFRESH_TOKEN_TTL"])
     session = Session(
         user_id=user.id,
         device_name=device_name,
-        user_agent=(user_agent or "")[:512] or None,
+        user_agent=user_agent,
         ip=ip,
+        amr=amr,
         expires_at=utcnow() + ttl,
     )
     db.session.add(session)
     db.session.flush()
     refresh_token = _issue_refresh_token(session)
-    db.session.commit()  # also saves a password hash upgraded by verify_password
-    emit("session_created", user_id=user.id, session_id=session.id, device_name=device_name)
+    db.session.commit()
+    emit(
+        "session_created",
+        user_id=user.id,
+        session_id=session.id,
+        device_name=device_name,
+        amr=amr.split(),
+    )
     return _issued(user, session, refresh_token)
+
+
+def _challenge(user: User, device: dict) -> str:
+    """The second step of a log-in: a single-use mfa_token, stored as a hash. The user's
+    spent and expired challenges go, so that they never pile up."""
+    db.session.execute(
+        sa.delete(MfaChallenge).where(
+            MfaChallenge.user_id == user.id,
+            sa.or_(MfaChallenge.used_at.is_not(None), MfaChallenge.expires_at <= utcnow()),
+        )
+    )
+    mfa_token = secrets.token_urlsafe(32)
+    db.session.add(
+        MfaChallenge(
+            user_id=user.id,
+            token_hash=token_hash(mfa_token),
+            expires_at=utcnow() + MFA_TOKEN_TTL,
+            **device,
+        )
+    )
+    db.session.commit()  # also saves a rehashed password
+    return mfa_token
+
+
+def complete_mfa_log_in(
+    *, mfa_token: str, code: str | None = None, recovery_code: str | None = None
+) -> IssuedTokens:
+    """The second step: a code of the user's authenticator app, or one of its recovery codes,
+    turns a live mfa_token into a session whose `amr` is pwd + otp. A wrong code is 401 and
+    counts against the token (5 kill it) and under the account's log-in limit."""
+    challenge = _live_challenge(mfa_token)
+    user = db.session.get(User, challenge.user_id)
+    ratelimit.enforce_account_limit(accounts.LOG_IN, user.email)
+    factor = mfa.factor_of(user.id)
+    if code is not None:
+        right = factor is not None and mfa.accept_totp(factor, code)
+    else:
+        right = mfa.accept_recovery_code(user.id, recovery_code)
+    if not right:
+        raise WrongMfaCode(WRONG_MFA_CODE, attempts_left=_count_wrong_code(challenge))
+    spent = db.session.execute(
+        sa.update(MfaChallenge)
+        .where(MfaChallenge.id == challenge.id, MfaChallenge.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if spent.rowcount != 1:  # a parallel second step spent it first
+        db.session.rollback()
+        raise Unauthenticated(INVALID_MFA_TOKEN, reason=None)
+    device = {"device_name": challenge.device_name, "user_agent": challenge.user_agent}
+    issued = _start_session(user, amr="pwd otp", ip=challenge.ip, **device)
+    if recovery_code is not None:
+        emit("recovery_code_used", user_id=user.id, session_id=issued.session.id)
+    return issued
+
+
+def _live_challenge(mfa_token: str) -> MfaChallenge:
+    """The live challenge of an mfa_token, whose user may still log in; else 401."""
+    challenge = db.session.execute(
+        db.select(MfaChallenge).where(MfaChallenge.token_hash == token_hash(mfa_token))
+    ).scalar_one_or_none()
+    if challenge is None or challenge.used_at is not None or challenge.expires_at <= utcnow():
+        raise Unauthenticated(INVALID_MFA_TOKEN, reason=None)
+    user = db.session.get(User, challenge.user_id)
+    if not user.is_active or not user.mfa_enabled:
+        raise Unauthenticated(INVALID_MFA_TOKEN, reason=None)
+    return challenge
+
+
+def _count_wrong_code(challenge: MfaChallenge) -> int:
+    """One more wrong code, counted in the database (parallel guesses all count); the fifth
+    kills the challenge. The codes it has left."""
+    failed = MfaChallenge.failed_codes + 1
+    db.session.execute(
+        sa.update(MfaChallenge)
+        .where(MfaChallenge.id == challenge.id)
+        .values(
+            failed_codes=failed,
+            used_at=sa.case(
+                (failed >= MFA_WRONG_CODES, sa.literal(utcnow(), UTCDateTime)),
+                else_=MfaChallenge.used_at,
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    failed_codes = db.session.scalar(
+        sa.select(MfaChallenge.failed_codes).where(MfaChallenge.id == challenge.id)
+    )
+    db.session.commit()
+    emit("mfa_failed", user_id=challenge.user_id, step="log-in")
+    return max(MFA_WRONG_CODES - failed_codes, 0)
 
 
 def refresh(presented: str) -> IssuedTokens:

@@ -45,6 +45,7 @@ def issue_access_token(user: User, session: Session) -> tuple[str, int]:
         "nbf": now,
         "exp": now + ttl,
         "jti": uuid.uuid4().hex,
+        "amr": session.amr.split(),  # RFC 8176: how the session's log-in was proved
     }
     ring = signing.keyring()
     headers = {"typ": ACCESS_TOKEN_TYPE}
@@ -105,6 +106,9 @@ def _check_claim_types(claims: Mapping) -> None:
     for name in TIME_CLAIMS:
         if not _is_numeric_date(claims[name]):
             raise jwt.InvalidTokenError(f"the {name} claim must be a number")
+    amr = claims.get("amr", [])
+    if not isinstance(amr, list) or not all(isinstance(method, str) for method in amr):
+        raise jwt.InvalidTokenError("the amr claim must be a list of strings")
 
 
 def _is_numeric_date(value: object) -> bool:
@@ -146,6 +150,7 @@ class Caller:
     updated_at: datetime
     email_verified: bool
     pending_email: str | None
+    mfa_enabled: bool
     session_id: uuid.UUID
 
 
@@ -212,6 +217,7 @@ def introspect_token(token: str) -> dict:
     return {
         "active": True,
         **{name: claims[name] for name in REQUIRED_CLAIMS},
+        "amr": claims.get("amr", ["pwd"]),  # tokens from before MFA existed were passwords'
         "token_type": "Bearer",
     }
 

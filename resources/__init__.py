@@ -17,7 +17,14 @@ from resources.docs import Docs, DocsAsset, DocsInit
 from resources.events import MyEvents, UserEvents
 from resources.groups import GroupItem, GroupList, GroupMember, GroupMembers
 from resources.health import Liveness, Readiness
-from resources.sessions import CurrentSession, SessionItem, SessionList, SessionRefresh
+from resources.mfa import MyRecoveryCodes, MyTotp, MyTotpConfirmation, UserMfa
+from resources.sessions import (
+    CurrentSession,
+    SessionItem,
+    SessionList,
+    SessionMfa,
+    SessionRefresh,
+)
 from resources.sharing import (
     CollectionPolicies,
     CollectionPolicy,
@@ -28,8 +35,7 @@ from resources.tokens import Introspection, KeySet
 from resources.users import Me, MyPassword, UserItem, UserList
 
 blueprint = Blueprint("coffer", __name__)
-api = ProblemApi(blueprint)
-api.representations = {"application/json": json_response}
+api = ProblemApi(blueprint, representation=json_response)
 
 api.add_resource(UserList, f"{V1}/users")
 api.add_resource(Me, f"{V1}/users/me")
@@ -38,6 +44,7 @@ api.add_resource(UserItem, f"{V1}/users/<uuid:user_id>")
 
 api.add_resource(SessionList, f"{V1}/sessions")
 api.add_resource(SessionRefresh, f"{V1}/sessions/refresh")
+api.add_resource(SessionMfa, f"{V1}/sessions/mfa")
 api.add_resource(CurrentSession, f"{V1}/sessions/current")
 api.add_resource(SessionItem, f"{V1}/sessions/<uuid:session_id>")
 
@@ -45,6 +52,11 @@ api.add_resource(MyEmailVerification, f"{V1}/users/me/email-verification")
 api.add_resource(EmailVerification, f"{V1}/email-verification")
 api.add_resource(PasswordResets, f"{V1}/password-resets")
 api.add_resource(PasswordResetConfirmation, f"{V1}/password-resets/confirm")
+
+api.add_resource(MyTotp, f"{V1}/users/me/mfa/totp")
+api.add_resource(MyTotpConfirmation, f"{V1}/users/me/mfa/totp/confirm")
+api.add_resource(MyRecoveryCodes, f"{V1}/users/me/mfa/recovery-codes")
+api.add_resource(UserMfa, f"{V1}/users/<uuid:user_id>/mfa")
 
 api.add_resource(Collections, f"{V1}/data")
 api.add_resource(Collection, f"{V1}/data/<string:collection>")

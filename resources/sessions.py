@@ -8,8 +8,10 @@ from api.accounts import LOG_IN
 from api.http.auth import authenticate
 from api.http.limits import auth_limit
 from api.http.operation import arguments, body, operation, other_responses, paginated, response
+from api.http.problems import MfaCodeProblemSchema, MfaRequiredProblemSchema
 from api.http.web import client_ip
 from schemas.common import page_query
+from schemas.mfa import mfa_log_in
 from schemas.sessions import (
     login_request,
     refresh_request,
@@ -24,6 +26,12 @@ _UNVERIFIED = {
     "is on: `type` is `urn:coffer:problem:email-not-verified`."
 }
 _NO_SESSION = {404: "No such session of yours, or one that has ended."}
+_MFA_REQUIRED = (
+    "The email or password is incorrect; or the password is right and the account has a "
+    "second factor: `type` is `urn:coffer:problem:mfa-required`, with the `mfa_token` to POST "
+    "to /sessions/mfa with a code, and the `methods` it takes.",
+    MfaRequiredProblemSchema(),
+)
 
 
 class SessionList(Resource):
@@ -31,7 +39,7 @@ class SessionList(Resource):
     @auth_limit(LOG_IN)
     @body(login_request)
     @response(tokens, 201)
-    @other_responses({401: "The email or password is incorrect.", **_UNVERIFIED})
+    @other_responses({401: _MFA_REQUIRED, **_UNVERIFIED})
     def post(self, credentials):
         """Log in."""
         return sessions.log_in(**credentials, user_agent=request.user_agent.string, ip=client_ip())
@@ -63,6 +71,25 @@ class SessionRefresh(Resource):
     def post(self, presented):
         """Rotate a refresh token; the old one stops working."""
         return sessions.refresh(presented["refresh_token"])
+
+
+class SessionMfa(Resource):
+    @operation("completeMfaLogIn")
+    @auth_limit("mfa")
+    @body(mfa_log_in)
+    @response(tokens, 201)
+    @other_responses(
+        {
+            401: (
+                "The mfa_token is unknown, used or expired; or the code is wrong, and "
+                "`attempts_left` says how many more the mfa_token takes (5 in all).",
+                MfaCodeProblemSchema(),
+            )
+        }
+    )
+    def post(self, second_step):
+        """Log in, second step: a code of the authenticator app or a recovery code."""
+        return sessions.complete_mfa_log_in(**second_step)
 
 
 class CurrentSession(Resource):

@@ -77,8 +77,11 @@ class Me(Resource):
         """Change own name, or start a change of email (which needs current_password)."""
         if "email" in changes:  # a mail-sending route (API.md: Account e-mail)
             ratelimit.enforce_auth_limit(MAIL, client_ip())
-        current_password = changes.pop("current_password", None)
-        user = accounts.update_own_profile(g.caller, changes, current_password=current_password)
+        confirmation = {
+            "current_password": changes.pop("current_password", None),
+            "code": changes.pop("code", None),
+        }
+        user = accounts.update_own_profile(g.caller, changes, **confirmation)
         if changes.get("email", user.email) != user.email:
             return user, {}, 202
         return user
@@ -89,9 +92,9 @@ class Me(Resource):
     @response(None, 204)
     def delete(self, confirmation):
         """Delete own account, its sessions and its records."""
-        user = accounts.get_user(g.caller.id)
-        accounts.require_password(user, confirmation["password"], "password")
-        accounts.delete_user(user, by=g.caller.id)
+        accounts.delete_own_account(
+            g.caller, password=confirmation["password"], code=confirmation.get("code")
+        )
 
 
 class MyPassword(Resource):
@@ -106,6 +109,7 @@ class MyPassword(Resource):
             current=change["current_password"],
             new=change["new_password"],
             keep_session=g.caller.session_id,
+            code=change.get("code"),
         )
 
 

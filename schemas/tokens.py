@@ -23,6 +23,10 @@ class Introspection(Schema):
     iss = fields.String()
     aud = fields.String()
     jti = fields.String()
+    amr = fields.List(
+        fields.String(),
+        metadata={"description": 'RFC 8176: ["pwd"], or ["pwd", "otp"] after a second factor.'},
+    )
     token_type = fields.String()
 
 

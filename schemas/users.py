@@ -23,6 +23,21 @@ _new_password = {
 }
 
 
+# A second-factor code next to a password: required when the account has MFA on.
+_step_up_code = {
+    "load_only": True,
+    "validate": validate.Length(max=64),
+    "metadata": {
+        "description": "With two-factor authentication on: a current code of the "
+        "authenticator app (422 naming `code` when it is missing or wrong)."
+    },
+}
+
+
+def step_up_code_field(**options) -> fields.String:
+    return fields.String(**{**_step_up_code, **options})
+
+
 def new_password_field() -> fields.String:
     """A new password, with the policy's defaults documented (the policy itself is checked
     where the account's address is known)."""
@@ -58,6 +73,9 @@ class UserPublic(Schema):
         allow_none=True,
         metadata={"description": "The new address of an e-mail change that awaits confirmation."},
     )
+    mfa_enabled = fields.Boolean(
+        metadata={"description": "Whether log-in asks for a second factor (TOTP)."}
+    )
     name = fields.String(allow_none=True)
     role = fields.String()
     is_active = fields.Boolean()
@@ -87,6 +105,7 @@ class UserSelfUpdate(Schema):
         },
     )
     current_password = fields.String(load_only=True, validate=validate.Length(max=4096))
+    code = step_up_code_field()
 
 
 class UserAdminUpdate(Schema):
@@ -99,10 +118,12 @@ class UserAdminUpdate(Schema):
 class PasswordChange(Schema):
     current_password = fields.String(**_password)
     new_password = fields.String(**_new_password)
+    code = step_up_code_field()
 
 
 class PasswordConfirmation(Schema):
     password = fields.String(**_password)
+    code = step_up_code_field()
 
 
 class UserListQuery(PageQuery):

@@ -7,7 +7,10 @@ sent. A pytest plugin (tests/conftest.py lists it in `pytest_plugins`):
         (message,) = smtp_sink.deliver(app, count=1)  # deliver_due(), then wait for it
         token, code = token_in(message), code_in(message)
 
-`smtp_sink.stop()` / `.start()` simulate an outage (same port). `make_smtp_sink(starttls=True)`,
+`smtp_sink.stop()` / `.start()` simulate an outage (same port); `.hold()` keeps every client
+waiting for the reply to its end of DATA until `.release()` (a message whose client leaves
+meanwhile was never accepted: it counts in `.abandoned`, not in `.messages`), and
+`.reply_delay` slows each reply down. `make_smtp_sink(starttls=True)`,
 `(implicit_tls=True)` and `(credentials=("user", "pass"))` serve TLS with a test CA, whose
 file is `sink.cafile` (pass it as `?cafile=`, as `sink.config` does).
 
@@ -16,6 +19,7 @@ an app with TESTING off would otherwise start one on its first request, and it w
 other tests' mail. Tests deliver with deliver_due() themselves.
 """
 
+import asyncio
 import email
 import email.policy
 import gc
@@ -88,6 +92,11 @@ class _Handler:
         self.sink = sink
 
     async def handle_DATA(self, server, session, envelope):
+        try:
+            await self.sink._before_reply(session.peer)
+        except asyncio.CancelledError:  # the client went away before the reply
+            self.sink._abandoned()
+            raise
         self.sink._received(server, session, envelope)
         return "250 2.0.0 OK"
 
@@ -104,6 +113,10 @@ class SmtpSink:
         self.messages: list[EmailMessage] = []
         self.deliveries: list[Delivery] = []
         self.logins: list[tuple[str, str]] = []
+        self.reply_delay = 0.0  # seconds each end of DATA waits for its reply
+        self.abandoned = 0  # messages whose client left before the reply: never accepted
+        self.waiting: list[tuple[str, int]] = []  # (host, port) of the clients held now
+        self._holding = False
         self._arrived = threading.Condition()
         self._controller: Controller | None = None
 
@@ -144,6 +157,7 @@ class SmtpSink:
         return self
 
     def stop(self) -> None:
+        self.release()
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
@@ -165,6 +179,27 @@ class SmtpSink:
                 self._arrived.wait(left)
             return list(self.messages[:count])
 
+    def hold(self) -> None:
+        """From now on, each client waits for the reply to its end of DATA until release()."""
+        self._holding = True
+
+    def release(self) -> None:
+        """Reply to the held clients (and the next ones at once): 250, their mail accepted."""
+        self._holding = False
+
+    def wait_until(self, predicate, timeout: float = 5.0) -> None:
+        """Wait until `predicate(sink)` holds (AssertionError after `timeout` s)."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"sink: {len(self.messages)} accepted, {len(self.waiting)} held, "
+                        f"{self.abandoned} abandoned"
+                    )
+                self._arrived.wait(left)
+
     def deliver(self, app, *, count: int | None = None, now=None) -> list[EmailMessage]:
         """Run the app's deliver_due() once; the messages that arrived (at least `count`)."""
         from api.mail import deliver_due
@@ -176,6 +211,27 @@ class SmtpSink:
     def to(self, address: str) -> list[EmailMessage]:
         """The messages whose To is `address`."""
         return [message for message in self.messages if message["To"] == address]
+
+    async def _before_reply(self, peer: tuple[str, int]) -> None:
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
+        if not self._holding:
+            return
+        with self._arrived:
+            self.waiting.append(peer)
+            self._arrived.notify_all()
+        try:
+            while self._holding:
+                await asyncio.sleep(0.02)
+        finally:
+            with self._arrived:
+                self.waiting.remove(peer)
+                self._arrived.notify_all()
+
+    def _abandoned(self) -> None:
+        with self._arrived:
+            self.abandoned += 1
+            self._arrived.notify_all()
 
     def _received(self, server, session, envelope) -> None:
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)

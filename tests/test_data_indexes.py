@@ -35,6 +35,10 @@ def cli(app):
     with app.app_context(), db.engine.connect() as conn:
         for name in catalog(conn):
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+        if conn.dialect.name == "postgresql":  # and the statistics made with them
+            for name in conn.scalars(sa.text("SELECT stxname FROM pg_statistic_ext")).all():
+                if name.startswith(indexes.STATISTICS_PREFIX):
+                    conn.exec_driver_sql(f"DROP STATISTICS IF EXISTS {name}")
         conn.commit()
 
 

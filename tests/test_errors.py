@@ -250,31 +250,3 @@ def test_a_configured_key_is_used_as_given(make_app, tmp_path):
     app = make_app(COFFER_SECRET_KEY=key, instance_path=str(instance))
     assert app.config["COFFER_SECRET_KEY"] == key
     assert not (instance / "secret_key").exists()
-
-
-def test_a_pre_ping_that_fails_oddly_reconnects_instead_of_failing(app, client, user, monkeypatch):
-    """psycopg may raise ProgrammingError from a ping when PostgreSQL dies mid-ping."""
-    from api.extensions import db
-
-    with app.app_context():
-        engine = db.engine
-        if engine.dialect.name != "postgresql":
-            pytest.skip("the pool pre-pings only on PostgreSQL (TEST_DATABASE_URL)")
-        import psycopg
-
-        with engine.connect():  # a pooled connection, pinged at its next checkout
-            pass
-        ping = engine.dialect.do_ping
-        failures = []
-
-        def ping_once_broken(connection):
-            if not failures:
-                failures.append(1)
-                raise psycopg.ProgrammingError("can't change 'autocommit' now")
-            return ping(connection)
-
-        monkeypatch.setattr(engine.dialect, "do_ping", ping_once_broken)
-        with engine.connect() as connection:  # the broken ping makes it reconnect
-            assert connection.execute(db.select(1)).scalar_one() == 1
-        assert failures == [1]
-    assert client.get("/api/v1/users/me", headers=user.headers).status_code == 200

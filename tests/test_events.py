@@ -37,7 +37,7 @@ def test_registration_and_log_in_are_recorded_newest_first(client):
     assert created["user_id"] == tokens["user"]["id"]
     assert created["ip"] == "127.0.0.1"
     assert created["user_agent"] == "EventsTest/1.0"
-    assert created["details"] == {"device_name": "phone"}
+    assert created["details"] == {"device_name": "phone", "amr": ["pwd"]}
     assert created["created_at"].endswith("Z")
 
 

@@ -47,6 +47,7 @@ def test_a_live_token_is_active_with_its_claims(client, service, user):
         "active": True,
         "token_type": "Bearer",
         **{name: claims[name] for name in CLAIMS},
+        "amr": ["pwd"],
     }
     assert body["sub"] == user.id
     assert body["sid"] == user.session_id

@@ -421,8 +421,8 @@ def _note_templates(tmp_path):
 def test_a_preparer_completes_the_context_at_send_time(make_app, smtp_sink, tmp_path, monkeypatch):
     calls = []
 
-    def prepare(recipient: str, context: dict) -> dict:
-        calls.append((recipient, context))
+    def prepare(recipient: str, context: dict, retry: bool) -> dict:
+        calls.append((recipient, context, retry))
         return {"greeting": "Hi", "email": recipient}
 
     monkeypatch.setitem(PREPARERS, "note", prepare)
@@ -432,12 +432,12 @@ def test_a_preparer_completes_the_context_at_send_time(make_app, smtp_sink, tmp_
         db.session.commit()
         assert calls == [], "nothing is prepared at enqueue time"
         assert mail.deliver_due() == 1
-    assert calls == [("bob@example.com", {"asked": True})]
+    assert calls == [("bob@example.com", {"asked": True}, False)]
     assert text_of(smtp_sink.messages[0]) == "Hi, bob@example.com\n"
 
 
 def test_a_preparer_returning_none_drops_the_mail(make_app, smtp_sink, tmp_path, monkeypatch):
-    monkeypatch.setitem(PREPARERS, "note", lambda recipient, context: None)
+    monkeypatch.setitem(PREPARERS, "note", lambda recipient, context, retry: None)
     app = make_app(COFFER_MAIL_TEMPLATES=_note_templates(tmp_path), **smtp_sink.config)
     with app.app_context():
         mail.enqueue(to="nobody@example.com", template="note", context={})

@@ -6,6 +6,7 @@ import random
 import statistics
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from helpers import API, PASSWORD, assert_problem, assert_unauthorized, bearer, log_in, register
@@ -25,8 +26,9 @@ from mailed import (
 )
 from smtp_sink import text_of
 
+from api import mail
 from api.extensions import db
-from api.models import User
+from api.models import User, utcnow
 
 
 @pytest.fixture
@@ -218,6 +220,23 @@ def test_reset_events(app, client, smtp_sink, admin, user):
     events = events_of(client, admin, user.id)
     assert events[-2]["details"] == {"revoked_sessions": 1}
     assert_no_secret_in(events, token, code, NEW_PASSWORD)
+
+
+def test_a_reset_mail_retried_while_the_server_is_down_is_one_event(
+    app, client, smtp_sink, admin, user
+):
+    smtp_sink.stop()
+    assert client.post(RESETS, json={"email": user.email}).status_code == 202
+    with app.app_context():
+        later = utcnow()
+        for _ in range(3):
+            assert mail.deliver_due(now=later) == 0
+            later += timedelta(minutes=5)
+        smtp_sink.start()
+        assert mail.deliver_due(now=later) == 1
+    token, _ = proof(smtp_sink.to(user.email)[-1])
+    assert confirm(client, token=token).status_code == 204, "the delivered link works"
+    assert event_types(client, admin, user.id).count("password_reset_requested") == 1
 
 
 def test_an_unknown_address_leaves_no_event(app, client, smtp_sink, admin):

@@ -97,7 +97,7 @@ def test_the_token_verifies_with_the_public_key_and_the_pinned_algorithm(
     )
     assert claims["sub"] == tokens["user"]["id"]
     assert claims["sid"] == tokens["session"]["id"]
-    assert set(claims) == {"iss", "aud", "sub", "sid", "role", "iat", "nbf", "exp", "jti"}
+    assert set(claims) == {"iss", "aud", "sub", "sid", "role", "iat", "nbf", "exp", "jti", "amr"}
 
 
 def test_hs256_stays_the_default_and_its_tokens_are_unchanged(app, client):

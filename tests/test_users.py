@@ -27,6 +27,7 @@ USER_FIELDS = {
     "email",
     "email_verified",
     "pending_email",
+    "mfa_enabled",
     "name",
     "role",
     "is_active",

@@ -1,9 +1,10 @@
-"""Rate limits over HTTP: the per-IP limit of the auth routes, and the X-RateLimit headers of
-the tightest window a request was counted in (api/ratelimit.py counts)."""
+"""Rate limits over HTTP: the per-IP limit of the auth routes, and which window a request was
+counted in the X-RateLimit headers show: the tightest (api/ratelimit.py counts; the response's
+finishing step in api/http/web.py writes the headers)."""
 
 import functools
 
-from flask import Flask, Response, g
+from flask import Flask, g
 
 from api import ratelimit
 from api.http.operation import declare
@@ -36,16 +37,5 @@ def _shown(window: ratelimit.Window) -> None:
         g.rate_window = window
 
 
-def _headers(response: Response) -> Response:
-    window = g.get("rate_window")
-    if window is not None:
-        headers = response.headers
-        headers["X-RateLimit-Limit"] = str(window.limit.amount)
-        headers["X-RateLimit-Remaining"] = str(window.remaining)
-        headers["X-RateLimit-Reset"] = str(int(window.reset))
-    return response
-
-
 def init_app(app: Flask) -> None:
-    ratelimit.counted.connect(_shown)
-    app.after_request(_headers)
+    ratelimit.counted.connect(_shown)  # web.py's finishing step shows g.rate_window

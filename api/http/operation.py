@@ -44,6 +44,7 @@ class Operation:
     paged: bool = False  # the body is a page of `schema` items
     headers: dict[int, tuple[str, ...]] = field(default_factory=dict)
     responses: dict[int, str] = field(default_factory=dict)  # further statuses -> when
+    problems: dict[int, Schema] = field(default_factory=dict)  # statuses with a richer problem
     auth: bool = False
     anonymous: bool = False  # auth is optional: no token at all is an anonymous caller
     roles: tuple[str, ...] = ()
@@ -181,11 +182,16 @@ def paginated(schema: Schema):
     return decorator
 
 
-def other_responses(responses: dict[int, str]):
-    """The statuses besides the success that only the view knows of (404, 409 …), with when."""
+def other_responses(responses: dict[int, str | tuple[str, Schema]]):
+    """The statuses besides the success that only the view knows of (404, 409 …), with when;
+    (when, schema) for a problem body with extension members beyond ProblemSchema's."""
 
     def decorator(view):
-        declare(view).responses.update(responses)
+        op = declare(view)
+        for status, when in responses.items():
+            if isinstance(when, tuple):
+                when, op.problems[status] = when
+            op.responses[status] = when
         return view
 
     return decorator

@@ -2,18 +2,23 @@
 layer's own refusals (Problem), the core's domain errors, marshmallow's validation errors,
 Werkzeug's HTTP errors, a database that is down, and any crash."""
 
+import functools
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 
 import flask_restful
 import orjson
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, request
+from flask_restful.utils import unpack
 from marshmallow import Schema, ValidationError, fields
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Response as ResponseBase
 
 from api import errors
 
+JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 # RFC 9110's names where Python's HTTPStatus still has the older ones.
 _TITLES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
@@ -56,6 +61,7 @@ def problem(
     errors: dict | None = None,
     headers: dict[str, str] | None = None,
     problem_type: str = "about:blank",
+    members: dict | None = None,
 ) -> Response:
     """Build a problem+json response; the only place an error body is made."""
     body: dict = {
@@ -67,6 +73,8 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
+    if members:
+        body.update(members)
     content = orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
     response = current_app.response_class(content, status=status, mimetype=PROBLEM_JSON)
     if headers:
@@ -93,7 +101,12 @@ def _from_domain(exc: errors.CofferError) -> Response:
     elif isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     return problem(
-        status, exc.detail, errors=exc.errors, headers=headers, problem_type=exc.problem_type
+        status,
+        exc.detail,
+        errors=exc.errors,
+        headers=headers,
+        problem_type=exc.problem_type,
+        members=exc.members,
     )
 
 
@@ -141,15 +154,60 @@ def init_app(app: Flask) -> None:
 
 
 class ProblemApi(flask_restful.Api):
-    """Flask-RESTful's Api, minus its own error handling.
+    """Flask-RESTful's Api, minus its own error handling and its per-request work.
 
     `Api.handle_error` passes non-HTTP exceptions on to Flask only when PROPAGATE_EXCEPTIONS is
     set (testing/debug); in production it would answer a marshmallow ValidationError with
     `500 null`. Routing every error to Flask's handlers keeps one behaviour everywhere.
+
+    Coffer answers JSON only: `representation` (data, status, headers) -> Response builds every
+    body a view returns, whatever the request's Accept (Flask-RESTful negotiated it for each
+    request, always to JSON). And each Resource's methods are looked up, with their
+    `method_decorators` applied, once per class rather than once per request: Coffer's
+    Resources keep no state, so one instance serves every request.
     """
+
+    def __init__(self, *args, representation: Callable[..., Response], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.representation = representation
+        self.representations = {JSON: representation}
 
     def error_router(self, original_handler, e):
         return original_handler(e)
+
+    def output(self, resource):
+        """The view of a Resource class (`resource` is its Flask view, whose attributes it
+        keeps): the method of the request, its result made a Response by `representation`."""
+        handlers = _handlers(resource.view_class)
+        represent = self.representation
+
+        @functools.wraps(resource)
+        def view(*args, **kwargs):
+            result = handlers[request.method](*args, **kwargs)
+            if isinstance(result, ResponseBase):
+                return result
+            data, code, headers = unpack(result)
+            return represent(data, code, headers)
+
+        return view
+
+
+def _handlers(resource_class: type[flask_restful.Resource]) -> dict[str, Callable]:
+    """HTTP method -> the bound method that answers it, decorated by `method_decorators` (a
+    list, or a dict per lower-case method), as Resource.dispatch_request does per request."""
+    resource = resource_class()
+    handlers = {}
+    for method in resource_class.methods or ():
+        handler = getattr(resource, method.lower())
+        decorators = resource_class.method_decorators
+        if isinstance(decorators, Mapping):
+            decorators = decorators.get(method.lower(), [])
+        for decorator in decorators:
+            handler = decorator(handler)
+        handlers[method] = handler
+    if "GET" in handlers and "HEAD" not in handlers:
+        handlers["HEAD"] = handlers["GET"]
+    return handlers
 
 
 class ProblemSchema(Schema):
@@ -161,3 +219,24 @@ class ProblemSchema(Schema):
     detail = fields.String(required=True)
     request_id = fields.String(allow_none=True)
     errors = fields.Dict(keys=fields.String())
+
+
+class MfaRequiredProblemSchema(ProblemSchema):
+    """A 401 of a log-in: `type` `urn:coffer:problem:mfa-required` and these members when the
+    password was right and the account has a second factor; a plain problem otherwise."""
+
+    mfa_token = fields.String(
+        metadata={"description": "Single-use, 5 minutes: POST it with a code to /sessions/mfa."}
+    )
+    methods = fields.List(
+        fields.String(), metadata={"description": 'What the second step takes: "totp", …'}
+    )
+
+
+class MfaCodeProblemSchema(ProblemSchema):
+    """A 401 of the second log-in step: `attempts_left` when the code was wrong (0: the
+    mfa_token is dead, log in again); no such member when the mfa_token was not live."""
+
+    attempts_left = fields.Integer(
+        metadata={"description": "Wrong codes the mfa_token takes before it dies."}
+    )

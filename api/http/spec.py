@@ -159,7 +159,8 @@ def _response(spec: APISpec, status: int, when: str | None, op: Operation) -> di
         "headers": {name: {"$ref": f"#/components/headers/{name}"} for name in names},
     }
     if status >= 400:
-        response["content"] = {"application/problem+json": {"schema": _ref("Problem")}}
+        name = _component(spec, op.problems[status]) if status in op.problems else "Problem"
+        response["content"] = {"application/problem+json": {"schema": _ref(name)}}
     elif (status == op.success or status in op.also) and op.schema is not None:
         response["content"] = {"application/json": {"schema": _success_schema(spec, op)}}
     if status == op.success and op.links:

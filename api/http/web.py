@@ -1,12 +1,16 @@
-"""HTTP plumbing shared by every resource: request ids, headers, JSON bodies, JSON output."""
+"""HTTP plumbing shared by every resource: request ids, JSON bodies, JSON output, and the one
+step that finishes every response with its CORS, rate-limit, request-id and security headers."""
 
 import re
 import uuid
+from urllib.parse import unquote
 
 import orjson
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.sessions import SessionInterface
+from flask_cors.core import get_cors_headers, get_cors_options, parse_resources, try_match_pattern
 from marshmallow import Schema, ValidationError
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.http.problems import Problem
@@ -19,6 +23,8 @@ MERGE_PATCH = "application/merge-patch+json"
 MAX_URI_BYTES = 8190
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _SPEC_PATHS = frozenset({f"{V1}/openapi.json", f"{V1}/openapi.yaml"})
+_CSP = "default-src 'none'; frame-ancestors 'none'"
+_PRIVATE_NETWORK = "HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"
 
 
 def client_ip() -> str:
@@ -109,24 +115,86 @@ def json_response(data: object, code: int, headers: dict | None = None) -> Respo
     return response
 
 
+def _new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
 def _assign_request_id() -> None:
-    sent = request.headers.get("X-Request-ID", "")
-    g.request_id = sent if _SANE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+    sent = request.environ.get("HTTP_X_REQUEST_ID")
+    g.request_id = sent if sent and _SANE_REQUEST_ID.match(sent) else _new_request_id()
     if len(request.path) + len(request.query_string) > MAX_URI_BYTES:
         raise Problem(414, f"The URL is longer than {MAX_URI_BYTES} bytes.")
 
 
-def _secure_headers(response: Response) -> Response:
+class Cors:
+    """The CORS headers of a response, as flask-cors computes them from `options` for the
+    paths that match `resources` (flask-cors's resource patterns).
+
+    flask-cors works them out anew for every response, but a simple request without an
+    Origin, or from any Origin when every origin is allowed (`*`), always gets the same
+    headers: those are computed once, here, with flask-cors's own functions. Preflights,
+    private-network requests and an Origin to match against a list still go through
+    flask-cors.
+    """
+
+    def __init__(self, app: Flask, options: dict, resources: list[str]) -> None:
+        self.options = get_cors_options(app, options)
+        self.paths = [pattern for pattern, _ in parse_resources(resources)]
+        self.without_origin = self._constant(Headers())
+        wildcard = self.options.allow_all_origins and self.options.send_wildcard
+        self.any_origin = self._constant(Headers({"Origin": "null"})) if wildcard else None
+
+    def _constant(self, request_headers: Headers) -> list[tuple[str, str]]:
+        found = get_cors_headers(self.options, request_headers, "GET")
+        return [(name, str(value)) for name, value in found.items(multi=True)]
+
+    def headers(self) -> list[tuple[str, str]]:
+        """The CORS headers for this request's response (none outside the CORS paths)."""
+        path = unquote(request.path)
+        if not any(try_match_pattern(path, pattern, caseSensitive=True) for pattern in self.paths):
+            return []
+        environ = request.environ
+        if environ["REQUEST_METHOD"] != "OPTIONS" and _PRIVATE_NETWORK not in environ:
+            if not environ.get("HTTP_ORIGIN"):
+                return self.without_origin
+            if self.any_origin is not None:
+                return self.any_origin
+        found = get_cors_headers(self.options, request.headers, request.method)
+        return [(name, str(value)) for name, value in found.items(multi=True)]
+
+
+def _finish(response: Response) -> Response:
+    """The one response-finishing step: CORS, rate-limit, request-id and security headers,
+    appended in that order to what the view or error handler set."""
     headers = response.headers
-    headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    present = {name.lower() for name, _ in headers.to_wsgi_list()}
+    cors = current_app.extensions.get("coffer_cors")
+    if cors is not None and "access-control-allow-origin" not in present:
+        for name, value in cors.headers():
+            headers.add(name, value)
+    window = g.get("rate_window")
+    if window is not None:
+        headers.add("X-RateLimit-Limit", str(window.limit.amount))
+        headers.add("X-RateLimit-Remaining", str(window.remaining))
+        headers.add("X-RateLimit-Reset", str(int(window.reset)))
     path = request.path
+    _set(headers, present, "X-Request-ID", g.get("request_id") or _new_request_id())
+    _set(headers, present, "X-Content-Type-Options", "nosniff")
+    if "referrer-policy" not in present:
+        headers.add("Referrer-Policy", "no-referrer")
     if path.startswith(V1) and path not in _SPEC_PATHS:
-        headers["Cache-Control"] = "no-store"
-    if not path.startswith("/docs"):
-        headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+        _set(headers, present, "Cache-Control", "no-store")
+    if "content-security-policy" not in present and not path.startswith("/docs"):
+        headers.add("Content-Security-Policy", _CSP)
     return response
+
+
+def _set(headers: Headers, present: set[str], name: str, value: str) -> None:
+    """headers[name] = value, which replaces a header the view set in its place, else appends."""
+    if name.lower() in present:
+        headers[name] = value
+    else:
+        headers.add(name, value)
 
 
 class _NoCookieSessions(SessionInterface):
@@ -145,4 +213,9 @@ class _NoCookieSessions(SessionInterface):
 def init_app(app: Flask) -> None:
     app.session_interface = _NoCookieSessions()
     app.before_request(_assign_request_id)
-    app.after_request(_secure_headers)
+    app.after_request(_finish)
+
+
+def init_cors(app: Flask, options: dict, resources: list[str]) -> None:
+    """Answer CORS on `resources` (path patterns) with flask-cors's `options`."""
+    app.extensions["coffer_cors"] = Cors(app, options, resources)

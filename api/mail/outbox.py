@@ -27,7 +27,8 @@ from api.keys import derive_key
 from api.mail import render
 from api.models import UTCDateTime, utcnow
 
-Preparer = Callable[[str, dict], dict | None]
+# fn(recipient, context, retry) -> context | None; `retry` is False on the first attempt only.
+Preparer = Callable[[str, dict, bool], dict | None]
 
 # template -> its preparer; tests may swap one with monkeypatch.setitem.
 PREPARERS: dict[str, Preparer] = {}
@@ -100,10 +101,12 @@ def enqueue(*, to: str, template: str, context: dict) -> None:
 
 
 def preparer(template: str) -> Callable[[Preparer], Preparer]:
-    """Register `fn(recipient, context) -> context | None` for the rows of `template`.
+    """Register `fn(recipient, context, retry) -> context | None` for the rows of `template`.
 
     The sender calls it in its own transaction just before rendering the row, again on every
-    retry: whatever it writes commits before the mail leaves. None drops the row unsent.
+    retry (`retry` is then True: what happens once per mail, such as a security event, is
+    left to the first attempt): whatever it writes commits before the mail leaves. None drops
+    the row unsent.
     """
 
     def register(fn: Preparer) -> Preparer:

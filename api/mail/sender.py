@@ -200,7 +200,7 @@ def _compose(row: sa.Row, now: datetime) -> EmailMessage | None:
     context = unseal(row.context)
     prepare = PREPARERS.get(row.template)
     if prepare is not None:
-        context = prepare(row.recipient, context)
+        context = prepare(row.recipient, context, row.attempts > 0)
         if context is None:
             return None
     return render.compose(to=row.recipient, template=row.template, context=context, now=now)

@@ -77,6 +77,11 @@ class Compiler:
         must list, in this order, to serve it (api/indexes.py)."""
         return self.json.sort_terms(path_of(field, "sort"))
 
+    def filter_terms(self, field: str) -> list:
+        """The expressions that filters on a `data.<path>` field compare, on which planner
+        statistics serve them (api/indexes.py); none on SQLite."""
+        return self.json.filter_terms(path_of(field, "filter"))
+
     def _terms(self, key: SortKey) -> list:
         if key.field in COLUMNS:
             return [getattr(Record, key.field)]

@@ -135,6 +135,9 @@ class _SQLiteJSON:
     def param(self, value, rank):
         return sa.literal(int(value) if rank == BOOLEAN else value)
 
+    def filter_terms(self, _segments):
+        return []  # SQLite's ANALYZE keeps statistics on indexes only, not on expressions
+
     def sort_terms(self, segments):
         path = self._path(segments, _inline)
         raw = sa.func.json_extract(Record.data, path)
@@ -175,19 +178,33 @@ class _PostgresJSON:
         parent = self._node(segments[:-1], literal)
         return parent.op("->>", return_type=sa.Text)(literal(segments[-1]))
 
-    def _type(self, segments):
-        return sa.func.jsonb_typeof(self._node(segments))
+    def _type(self, segments, literal=_bound):
+        return sa.func.jsonb_typeof(self._node(segments, literal))
 
-    def rank(self, segments):
-        return sa.case(self._RANKS, value=self._type(segments), else_=MISSING)
+    def rank(self, segments, literal=_bound):
+        if literal is _bound:
+            return sa.case(self._RANKS, value=self._type(segments), else_=MISSING)
+        ranks = [(_inline(name), _inline(rank)) for name, rank in self._RANKS.items()]
+        return sa.case(*ranks, value=self._type(segments, _inline), else_=_inline(MISSING))
 
-    def value(self, segments, rank):
-        kind, node = self._type(segments), self._node(segments)
+    def value(self, segments, rank, literal=_bound):
+        kind, node = self._type(segments, literal), self._node(segments, literal)
         if rank == NUMBER:
-            return sa.case((kind == "number", sa.cast(node, sa.Numeric)))
+            return sa.case((kind == literal("number"), sa.cast(node, sa.Numeric)))
         if rank == BOOLEAN:
-            return sa.case((kind == "boolean", sa.cast(sa.cast(node, sa.Boolean), sa.Integer)))
-        return sa.collate(sa.case((kind == "string", self._text(segments))), "C")
+            boolean = sa.cast(sa.cast(node, sa.Boolean), sa.Integer)
+            return sa.case((kind == literal("boolean"), boolean))
+        text = self._text(segments, literal)
+        return sa.collate(sa.case((kind == literal("string"), text)), "C")
+
+    def filter_terms(self, segments):
+        """The expressions that filters on a data key compare (its rank and typed values) with
+        their constants inline, as statistics on them are declared. Filters bind the path and
+        type names; a custom plan, which sees the bound values as constants, matches them."""
+        return [
+            self.rank(segments, _inline),
+            *(self.value(segments, rank, _inline) for rank in TYPED),
+        ]
 
     def param(self, value, rank):
         if rank == BOOLEAN:
@@ -201,11 +218,10 @@ class _PostgresJSON:
     def sort_terms(self, segments):
         node = self._node(segments, _inline)
         kind = sa.func.jsonb_typeof(node)
-        ranks = [(_inline(name), _inline(rank)) for name, rank in self._RANKS.items()]
         boolean = sa.cast(sa.cast(node, sa.Boolean), sa.Integer)
         text = self._text(segments, _inline)
         return [
-            sa.case(*ranks, value=kind, else_=_inline(MISSING)),
+            self.rank(segments, _inline),
             sa.case((kind == _inline("number"), sa.cast(node, sa.Numeric)), else_=_inline(0)),
             sa.collate(sa.case((kind == _inline("string"), text), else_=_inline("")), "C"),
             sa.case((kind == _inline("boolean"), boolean), else_=_inline(0)),

@@ -22,6 +22,8 @@ let nextCursor = null;
 let refreshing = null;
 // Record id -> ETag of the version this page last saw (from a create, get or write).
 const etags = new Map();
+// The second log-in step under way, in memory only: {token, wrongCodes, expiresAt}.
+let challenge = null;
 
 // --- configuration -------------------------------------------------------------------------
 
@@ -67,6 +69,8 @@ function forgetTokens() {
   user = null;
   etags.clear();
   sessionStorage.removeItem(STORAGE_KEY);
+  forgetMfaSetup();
+  hideRecoveryCodes();
 }
 
 // --- HTTP ----------------------------------------------------------------------------------
@@ -178,13 +182,13 @@ function say(message, kind = "info") {
   status.dataset.kind = kind;
 }
 
-// Which panel shows when nobody is logged in: "auth", "forgot", "reset" or "verify".
+// Which panel shows when nobody is logged in: "auth", "forgot", "reset", "verify" or "mfa".
 let accountPanel = "auth";
 
 function render() {
   const loggedIn = Boolean(tokens && user);
   const fromLink = accountPanel === "reset" || accountPanel === "verify"; // shown to anyone
-  for (const name of ["auth", "forgot", "reset", "verify"]) {
+  for (const name of ["auth", "forgot", "reset", "verify", "mfa"]) {
     $(`#${name}-panel`).hidden = name !== accountPanel || (loggedIn && !fromLink);
   }
   $("#app-panel").hidden = !loggedIn || fromLink;
@@ -192,7 +196,13 @@ function render() {
   if (loggedIn) {
     $("#user-name").textContent = user.name || "(no name)";
     $("#user-email").textContent = `<${user.email}>`;
-    $("#unverified").hidden = user.email_verified !== false;
+    const verified = user.email_verified === true;
+    $("#email-state").textContent = verified ? "confirmed" : "not confirmed";
+    $("#email-state").dataset.verified = String(verified);
+    $("#unverified").hidden = verified;
+    $("#pending").hidden = !user.pending_email;
+    $("#pending-email").textContent = user.pending_email || "";
+    renderMfa(user.mfa_enabled === true);
   } else {
     $("#notes").replaceChildren();
   }
@@ -230,19 +240,47 @@ async function register() {
   if (name) body.name = name;
   const response = await call("POST", "/api/v1/users", { body, auth: false });
   const created = await response.json();
-  say(`Registered ${created.email}. You can log in now.`, "ok");
+  say(
+    `Registered ${created.email}. You can log in now; a mail with a link and a code to ` +
+      "confirm the address is on its way.",
+    "ok",
+  );
 }
 
+// The problem type of a correct log-in that the API refuses until the address is confirmed
+// (COFFER_REQUIRE_VERIFIED_EMAIL).
+const EMAIL_NOT_VERIFIED = "urn:coffer:problem:email-not-verified";
+// The problem type of a correct password of an account with two-factor authentication on: it
+// carries the mfa_token of the second step.
+const MFA_REQUIRED = "urn:coffer:problem:mfa-required";
+
 async function logIn() {
-  const response = await call("POST", "/api/v1/sessions", {
-    body: { ...credentials(), device_name: DEVICE_NAME },
-    auth: false,
-  });
-  keepTokens(await response.json());
+  let response;
+  try {
+    response = await call("POST", "/api/v1/sessions", {
+      body: { ...credentials(), device_name: DEVICE_NAME },
+      auth: false,
+    });
+  } catch (error) {
+    const type = error.problem && error.problem.type;
+    if (type === MFA_REQUIRED) {
+      askForSecondFactor(error.problem.mfa_token);
+      return;
+    }
+    if (type !== EMAIL_NOT_VERIFIED) throw error;
+    askForCode(credentials().email);
+    say(`${error.message} Open the link in the mail we sent, or enter its code here.`, "error");
+    return;
+  }
+  await startSession(await response.json());
+  say(`Logged in as ${user.email}.`, "ok");
+}
+
+async function startSession(issued) {
+  keepTokens(issued);
   $("#password").value = "";
   await loadUser();
   await loadNotes();
-  say(`Logged in as ${user.email}.`, "ok");
 }
 
 async function loadUser() {
@@ -363,6 +401,15 @@ function proof(emailField, codeField) {
   return { email: $(emailField).value.trim(), code: $(codeField).value.trim() };
 }
 
+// The verify panel by hand: the address the mail went to, and a field for its code.
+function askForCode(address) {
+  leaveLink();
+  $("#verify-email").value = address;
+  $("#verify-code").value = "";
+  showPanel("verify");
+  $("#verify-code").focus();
+}
+
 function showPanel(name) {
   accountPanel = name;
   // A link's token shows no code fields; by hand, the email and the code are needed.
@@ -402,14 +449,224 @@ async function confirmEmail() {
   });
   const confirmed = await response.json();
   leaveLink();
-  if (user && user.id === confirmed.id) user = confirmed;
+  $("#verify-code").value = "";
   showPanel("auth");
-  say(`Your address ${confirmed.email} is confirmed.`, "ok");
+  const done = `Your address ${confirmed.email} is confirmed.`;
+  if (!tokens) {
+    $("#email").value = confirmed.email;
+    say(`${done} You can log in with it now.`, "ok");
+    return;
+  }
+  // Logged in on this tab (a link opened here, or the code typed in): show the new profile.
+  // A confirmed change ends the account's other sessions; if this was one, log in again.
+  try {
+    await loadUser();
+    await loadNotes();
+  } catch (error) {
+    render(); // the address is confirmed all the same
+    if (!tokens) $("#email").value = confirmed.email;
+    say(`${done} ${error.message}`, error.status === 401 ? "ok" : "error");
+    return;
+  }
+  say(done, "ok");
+}
+
+async function changeEmail() {
+  const body = {
+    email: $("#change-email").value.trim(),
+    current_password: $("#change-password").value,
+  };
+  if (user.mfa_enabled) body.code = $("#change-code").value.trim();
+  const response = await call("PATCH", "/api/v1/users/me", { body });
+  $("#change-password").value = "";
+  $("#change-code").value = "";
+  user = await response.json();
+  render();
+  $("#change-email").value = "";
+  $("#change-email-box").open = false;
+  say(
+    `A mail with a link and a code went to ${user.pending_email}; your address stays ` +
+      `${user.email} until you confirm it.`,
+    "ok",
+  );
 }
 
 async function resendVerification() {
   const response = await call("POST", "/api/v1/users/me/email-verification");
   say((await response.json()).detail, "ok");
+}
+
+// --- two-factor authentication (TOTP) -------------------------------------------------------
+
+// API.md: 5 wrong codes kill an mfa_token, which lives 5 minutes.
+const MFA_WRONG_CODES = 5;
+const MFA_TOKEN_LIFETIME_MS = 5 * 60 * 1000;
+const SVG_NAMESPACE = "http://www.w3.org/2000/svg";
+
+// The profile's two-factor state, and a code field next to the password where a change asks
+// for one (step-up).
+function renderMfa(enabled) {
+  $("#mfa-state").textContent = enabled ? "on" : "off";
+  $("#mfa-state").dataset.enabled = String(enabled);
+  $("#mfa-enable-box").hidden = enabled;
+  $("#mfa-disable-box").hidden = !enabled;
+  for (const field of document.querySelectorAll(".step-up")) {
+    field.hidden = !enabled;
+    field.querySelector("input").required = enabled;
+  }
+}
+
+// The log-in's second step: the password was right, the account wants a code.
+function askForSecondFactor(token) {
+  challenge = { token, wrongCodes: 0, expiresAt: Date.now() + MFA_TOKEN_LIFETIME_MS };
+  $("#password").value = ""; // the mfa_token stands in for it now
+  useRecoveryCode(false);
+  showPanel("mfa");
+  $("#mfa-code").focus();
+  say("This account has two-factor authentication: enter the code from your authenticator app.");
+}
+
+// The second step takes a code of the app, or (switched) a recovery code.
+function useRecoveryCode(recovery) {
+  $("#mfa-code-label").hidden = recovery;
+  $("#mfa-code").required = !recovery;
+  $("#mfa-recovery-label").hidden = !recovery;
+  $("#mfa-recovery-code").required = recovery;
+  $("#mfa-code").value = "";
+  $("#mfa-recovery-code").value = "";
+  $("#mfa-switch").textContent = recovery
+    ? "Use the code from the app instead"
+    : "Use a recovery code instead";
+  $(recovery ? "#mfa-recovery-code" : "#mfa-code").focus();
+}
+
+function endSecondStep(message) {
+  challenge = null;
+  $("#mfa-code").value = "";
+  $("#mfa-recovery-code").value = "";
+  showPanel("auth");
+  $("#password").focus();
+  if (message) say(message, "error");
+}
+
+async function completeLogIn() {
+  if (!challenge) return endSecondStep("Log in again with your password.");
+  const recovery = !$("#mfa-recovery-label").hidden;
+  const body = { mfa_token: challenge.token };
+  if (recovery) body.recovery_code = $("#mfa-recovery-code").value.trim();
+  else body.code = $("#mfa-code").value.trim();
+  let response;
+  try {
+    response = await call("POST", "/api/v1/sessions/mfa", { body, auth: false });
+  } catch (error) {
+    if (error.status !== 401) throw error;
+    // The API answers a wrong code and a dead mfa_token alike; the page knows when it dies.
+    challenge.wrongCodes += 1;
+    if (challenge.wrongCodes >= MFA_WRONG_CODES) {
+      const why = `That was the ${MFA_WRONG_CODES}th wrong code`;
+      return endSecondStep(`${error.message} ${why}: log in again with your password.`);
+    }
+    if (Date.now() >= challenge.expiresAt) {
+      const why = "The sign-in took too long";
+      return endSecondStep(`${error.message} ${why}: log in again with your password.`);
+    }
+    const field = recovery ? "#mfa-recovery-code" : "#mfa-code";
+    $(field).value = "";
+    $(field).focus();
+    const left = MFA_WRONG_CODES - challenge.wrongCodes;
+    const tries = `${left} ${left === 1 ? "try" : "tries"} left`;
+    throw new ApiError(401, `${error.message} Try again (${tries}).`);
+  }
+  challenge = null;
+  $("#mfa-code").value = "";
+  $("#mfa-recovery-code").value = "";
+  showPanel("auth"); // what shows after the next log-out
+  await startSession(await response.json());
+  const spent = recovery ? " That recovery code is used up now." : "";
+  say(`Logged in as ${user.email}.${spent}`, "ok");
+}
+
+// The API's SVG QR code as an image: an <img> runs no script and loads nothing that an SVG
+// names, and the markup never becomes part of this page. An image needs the SVG namespace.
+function svgImage(svg) {
+  const head = svg.slice(0, svg.indexOf(">"));
+  const named = /\sxmlns=/.test(head)
+    ? svg
+    : svg.replace(/^<svg\b/, `<svg xmlns="${SVG_NAMESPACE}"`);
+  return `data:image/svg+xml;charset=utf-8,${encodeURIComponent(named)}`;
+}
+
+async function startEnrolment() {
+  const response = await call("POST", "/api/v1/users/me/mfa/totp", {
+    body: { password: $("#mfa-enrol-password").value },
+  });
+  $("#mfa-enrol-password").value = "";
+  const factor = await response.json();
+  $("#mfa-qr").src = svgImage(factor.qr_svg);
+  // In groups of four, as authenticator apps take it typed.
+  $("#mfa-secret").textContent = factor.secret.match(/.{1,4}/g).join(" ");
+  const link = $("#mfa-uri");
+  const scannable = factor.otpauth_uri.startsWith("otpauth://");
+  link.hidden = !scannable;
+  link.href = scannable ? factor.otpauth_uri : "#";
+  $("#mfa-enrol-form").hidden = true;
+  $("#mfa-setup").hidden = false;
+  $("#mfa-confirm-code").value = "";
+  $("#mfa-confirm-code").focus();
+  say("Add the account to your authenticator app, then enter the code it shows.");
+}
+
+async function confirmEnrolment() {
+  const response = await call("POST", "/api/v1/users/me/mfa/totp/confirm", {
+    body: { code: $("#mfa-confirm-code").value.trim() },
+  });
+  const { recovery_codes: codes } = await response.json();
+  forgetMfaSetup();
+  $("#mfa-enable-box").open = false;
+  showRecoveryCodes(codes);
+  await loadUser();
+  say(
+    "Two-factor authentication is on: log-in asks for a code of your app from now on. " +
+      "Save your recovery codes now, they are shown only this once.",
+    "ok",
+  );
+}
+
+// The secret and its QR code: shown until the factor is confirmed, then forgotten.
+function forgetMfaSetup() {
+  $("#mfa-qr").removeAttribute("src");
+  $("#mfa-secret").textContent = "";
+  $("#mfa-uri").href = "#";
+  $("#mfa-confirm-code").value = "";
+  $("#mfa-setup").hidden = true;
+  $("#mfa-enrol-form").hidden = false;
+}
+
+function showRecoveryCodes(codes) {
+  const items = codes.map((code) => {
+    const item = document.createElement("li");
+    item.textContent = code;
+    return item;
+  });
+  $("#recovery-codes").replaceChildren(...items);
+  $("#recovery-box").hidden = false;
+}
+
+function hideRecoveryCodes() {
+  $("#recovery-codes").replaceChildren();
+  $("#recovery-box").hidden = true;
+}
+
+async function disableMfa() {
+  await call("DELETE", "/api/v1/users/me/mfa/totp", {
+    body: { password: $("#mfa-disable-password").value, code: $("#mfa-disable-code").value.trim() },
+  });
+  $("#mfa-disable-password").value = "";
+  $("#mfa-disable-code").value = "";
+  $("#mfa-disable-box").open = false;
+  hideRecoveryCodes();
+  await loadUser();
+  say("Two-factor authentication is off: log-in asks for the password only.", "ok");
 }
 
 // --- wiring --------------------------------------------------------------------------------
@@ -458,6 +715,45 @@ function wire() {
   $("#resend-verification").addEventListener("click", () =>
     run($("#resend-verification"), resendVerification),
   );
+  $("#enter-code").addEventListener("click", () => {
+    askForCode(user.email);
+    say(`Enter the 6-digit code from the mail sent to ${user.email}.`);
+  });
+  $("#enter-change-code").addEventListener("click", () => {
+    askForCode(user.pending_email);
+    say(`Enter the 6-digit code from the mail sent to ${user.pending_email}.`);
+  });
+  $("#change-email-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#send-change"), changeEmail);
+  });
+  $("#mfa-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#mfa-verify"), completeLogIn);
+  });
+  $("#mfa-switch").addEventListener("click", () =>
+    useRecoveryCode($("#mfa-recovery-label").hidden),
+  );
+  $("#mfa-cancel").addEventListener("click", () => {
+    endSecondStep();
+    say("Log in or register.");
+  });
+  $("#mfa-enrol-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#mfa-enrol"), startEnrolment);
+  });
+  $("#mfa-confirm-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#mfa-confirm"), confirmEnrolment);
+  });
+  $("#recovery-saved").addEventListener("click", () => {
+    hideRecoveryCodes();
+    say("Keep the recovery codes safe: each logs you in once.", "ok");
+  });
+  $("#mfa-disable-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("#mfa-disable"), disableMfa);
+  });
   $("#note-form").addEventListener("submit", (event) => {
     event.preventDefault();
     run($("#add"), addNote);
@@ -490,6 +786,16 @@ function wire() {
   });
 }
 
+// A mail's link opens /reset-password#token=… or /verify-email#token=…; the page waits for a
+// press of its button before it spends the token. Whether this is such a page.
+function showLinkPage() {
+  if (location.pathname.endsWith("/reset-password")) showPanel("reset");
+  else if (location.pathname.endsWith("/verify-email")) showPanel("verify");
+  else return false;
+  say(accountPanel === "reset" ? "Choose a new password." : "Confirm your address.");
+  return true;
+}
+
 function start() {
   wire();
   if (!API) {
@@ -498,14 +804,7 @@ function start() {
     return;
   }
   $("#api-base").textContent = API;
-  // A mail's link opens /reset-password#token=… or /verify-email#token=…; the page waits for
-  // a press of its button before it spends the token.
-  if (location.pathname.endsWith("/reset-password")) showPanel("reset");
-  else if (location.pathname.endsWith("/verify-email")) showPanel("verify");
-  if (accountPanel !== "auth") {
-    say(accountPanel === "reset" ? "Choose a new password." : "Confirm your address.");
-    return;
-  }
+  if (showLinkPage()) return;
   if (!tokens) {
     render();
     say("Log in or register.");

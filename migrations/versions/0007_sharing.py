@@ -1,7 +1,7 @@
 """sharing data: collection policies, groups and their members, per-record grants
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01
 
 Indexes on records by collection (across owners) serve pages of everything a caller may read;
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

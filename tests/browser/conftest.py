@@ -1,8 +1,10 @@
 """Browser tests: Chromium, driven by Playwright, against Coffer served by real gunicorn.
 
-The example app (examples/spa) is served by a small http.server on one port and the API by
-gunicorn on another, so every call the page makes is cross-origin and goes through CORS
-preflights, as it would in production. Each test process (each xdist worker) starts its own
+The example app (examples/spa) is served by its own serve.py (static files, and index.html for
+the mail links' paths) on one port and the API by gunicorn on another, so every call the page
+makes is cross-origin and goes through CORS preflights, as it would in production. The
+`mailing_coffer` fixture also sends Coffer's mail to a real SMTP server (tests/smtp_sink.py),
+with links that open the example app. Each test process (each xdist worker) starts its own
 servers and its own Chromium, so the tests also run under `-n auto`:
 
     .venv/bin/pytest -p no:cacheprovider -m browser tests/browser
@@ -14,6 +16,7 @@ CI (`CI` set), where they fail. Screenshots go to ${ARTIFACTS:-artifacts}/screen
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -23,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -31,9 +35,10 @@ from pathlib import Path
 import pytest
 from gunicorn_run import ROOT, coffer_env, free_port, migrate, start_gunicorn, stop_gunicorn
 from helpers import bearer
+from smtp_sink import SmtpSink
 
 try:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 except ImportError as error:  # the tests below skip (or fail in CI) with this reason
     sync_playwright = None
     PLAYWRIGHT_IMPORT_ERROR = error
@@ -56,6 +61,11 @@ CHROMIUM_ARGS = [
 # An origin that nothing is served from: an API that allows only this one refuses the SPA.
 OTHER_ORIGIN = "http://127.0.0.1:9"
 START_TIMEOUT = 30
+# How long an action or an `expect` waits for the page (Playwright's `expect` alone would give
+# up after 5 s, which a busy 2-core machine rendering Swagger UI may need and more).
+PAGE_TIMEOUT_MS = 15_000
+if sync_playwright is not None:
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
 
 
 def _missing_browser() -> str | None:
@@ -88,15 +98,19 @@ def browser_available():
 # --- the example app -------------------------------------------------------------------------
 
 
-class _StaticFiles(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):
-        pass  # the page's requests are not worth a line each
+def _spa_handler() -> type[SimpleHTTPRequestHandler]:
+    """SinglePageApp of examples/spa/serve.py: the example's own server, which answers the
+    mail links' paths (/reset-password, /verify-email) with index.html."""
+    spec = importlib.util.spec_from_file_location("spa_serve", SPA_DIR / "serve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SinglePageApp
 
 
 @pytest.fixture(scope="session")
 def spa_origin():
     """examples/spa, served from its own origin (another port than the API's)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_StaticFiles, directory=SPA_DIR))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_spa_handler(), directory=SPA_DIR))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -134,16 +148,32 @@ class Coffer:
         return entries
 
     def get(self, path: str, token: str | None = None) -> tuple[int, dict, dict | None]:
-        """A direct request (no browser): status, lower-cased headers and the JSON body."""
+        return self.request("GET", path, token=token)
+
+    def post(
+        self, path: str, body: dict, token: str | None = None
+    ) -> tuple[int, dict, dict | None]:
+        return self.request("POST", path, body, token)
+
+    def request(
+        self, method: str, path: str, body: dict | None = None, token: str | None = None
+    ) -> tuple[int, dict, dict | None]:
+        """A direct request (no browser), with a JSON body if one is given: status,
+        lower-cased headers and the JSON body."""
         headers = bearer(token) if token else {}
-        request = urllib.request.Request(self.url + path, headers=headers)
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data, headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
-                status, head, body = response.status, response.headers, response.read()
+                status, head, answer = response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
             with error:
-                status, head, body = error.code, error.headers, error.read()
-        return status, {k.lower(): v for k, v in head.items()}, json.loads(body) if body else None
+                status, head, answer = error.code, error.headers, error.read()
+        headers = {k.lower(): v for k, v in head.items()}
+        return status, headers, json.loads(answer) if answer else None
 
     def answers(self) -> bool:
         try:
@@ -155,8 +185,9 @@ class Coffer:
         stop_gunicorn(self.process)
 
 
-def start_coffer(work_dir: Path, *, cors_origins: str) -> Coffer:
-    """Migrate a fresh SQLite database, start gunicorn on a free port, wait for /healthz."""
+def start_coffer(work_dir: Path, *, cors_origins: str, **settings: str) -> Coffer:
+    """Migrate a fresh SQLite database, start gunicorn on a free port, wait for /healthz.
+    `settings` are more of its environment (COFFER_MAIL_URL=…)."""
     port = free_port()
     run_dir = Path(tempfile.mkdtemp(prefix=f"gunicorn-{port}-", dir=work_dir))
     run_dir.chmod(0o700)
@@ -166,6 +197,7 @@ def start_coffer(work_dir: Path, *, cors_origins: str) -> Coffer:
         COFFER_CORS_ORIGINS=cors_origins,
         WEB_CONCURRENCY="2",
         XDG_RUNTIME_DIR=str(run_dir),
+        **settings,
     )
     migrate(env)
     log_path = run_dir / "gunicorn.log"
@@ -192,6 +224,62 @@ def coffer(work_dir, spa_origin):
     server = start_coffer(work_dir, cors_origins=spa_origin)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def coffer_for_many_log_ins(work_dir, spa_origin):
+    """Coffer that allows the SPA's origin, and more log-ins and codes a minute from
+    127.0.0.1 (COFFER_RATE_LIMIT_AUTH) than a module of tests that log in again and again
+    needs."""
+    server = start_coffer(work_dir, cors_origins=spa_origin, COFFER_RATE_LIMIT_AUTH="100/minute")
+    yield server
+    server.stop()
+
+
+@dataclass
+class MailingCoffer:
+    """Coffer whose mail goes to `sink` (a real SMTP server) with links to the example app."""
+
+    coffer: Coffer
+    sink: SmtpSink
+
+
+@contextmanager
+def _mailing_coffer(work_dir: Path, spa_origin: str, **settings: str):
+    sink = SmtpSink().start()
+    try:
+        server = start_coffer(
+            work_dir,
+            cors_origins=spa_origin,
+            COFFER_APP_URL=spa_origin,
+            COFFER_MAIL_URL=sink.url,
+            COFFER_MAIL_FROM="Coffer notes <no-reply@coffer.test>",
+            # Every test logs in and confirms from 127.0.0.1, more than 10 times a minute.
+            COFFER_RATE_LIMIT_AUTH="100/minute",
+            **settings,
+        )
+        try:
+            yield MailingCoffer(server, sink)
+        finally:
+            server.stop()
+    finally:
+        sink.stop()
+
+
+@pytest.fixture(scope="module")
+def mailing_coffer(work_dir, spa_origin):
+    """Coffer that allows the SPA's origin, mails through its own sender threads (as in
+    production) to a real SMTP server, and builds the mails' links on the SPA's origin
+    (COFFER_APP_URL). Module-scoped: the sink runs only while the tests that read it do."""
+    with _mailing_coffer(work_dir, spa_origin) as server:
+        yield server
+
+
+@pytest.fixture
+def mailing_coffer_requiring_verified_email(work_dir, spa_origin):
+    """mailing_coffer with COFFER_REQUIRE_VERIFIED_EMAIL=true."""
+    with _mailing_coffer(work_dir, spa_origin, COFFER_REQUIRE_VERIFIED_EMAIL="true") as server:
+        yield server
 
 
 @pytest.fixture
@@ -255,7 +343,7 @@ def page(request, browser, browser_log, screenshots):
     When the test fails, the page's last state is saved as screenshots/failed-<test>.png.
     """
     context = browser.new_context(viewport={"width": 1000, "height": 800})
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     tab = context.new_page()
     log = browser_log
     tab.on("console", lambda message: log.console.append(f"{message.type}: {message.text}"))

@@ -1,21 +1,23 @@
 """examples/spa in Chromium, on another origin than the API: every call is a CORS request."""
 
 import re
-import secrets
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
-
-try:
-    from playwright.sync_api import expect
-except ImportError:
-    expect = None  # conftest.py skips these tests (or fails them in CI)
+from spa_page import (
+    PASSWORD,
+    STORED_TOKENS,
+    assert_no_cors_trouble,
+    expect,
+    fill_credentials,
+    is_api_call,
+    new_email,
+    open_spa,
+)
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "a long and private passphrase"
 NOTES = ["Buy milk", "Write the report", "Call the plumber"]
-STORED_TOKENS = "JSON.parse(sessionStorage.getItem('coffer.tokens'))"
 FORGE_ACCESS_TOKEN = """() => {
   const tokens = JSON.parse(sessionStorage.getItem("coffer.tokens"));
   tokens.access_token = tokens.access_token.split(".").slice(0, 2).join(".") + ".forged";
@@ -26,33 +28,10 @@ FETCH_ME = """async ({api, token}) => {
   const response = await fetch(api + "/api/v1/users/me", {headers});
   return {status: response.status, body: await response.json()};
 }"""
-
-
-def open_spa(page, spa_origin: str, api_url: str) -> None:
-    page.goto(f"{spa_origin}/?{urlencode({'api': api_url})}")
-    expect(page.locator("#api-base")).to_have_text(api_url)
-
-
-def fill_credentials(page, email: str, password: str = PASSWORD, name: str = "") -> None:
-    page.fill("#name", name)
-    page.fill("#email", email)
-    page.fill("#password", password)
-
-
-def new_email() -> str:
-    return f"ada-{secrets.token_hex(4)}@example.com"
-
-
-def is_api_call(method: str, path: str):
-    return lambda response: (
-        response.request.method == method and urlsplit(response.url).path == path
-    )
-
-
-def assert_no_cors_trouble(browser_log) -> None:
-    assert browser_log.cors_errors == []
-    assert browser_log.failed_requests == []
-    assert browser_log.page_errors == []
+REGISTERED = (
+    "Registered {}. You can log in now; a mail with a link and a code to confirm the address "
+    "is on its way."
+)
 
 
 def add_note(page, title: str):
@@ -79,7 +58,7 @@ def test_spa_registers_logs_in_edits_notes_refreshes_and_logs_out(
 
     fill_credentials(page, email, name="Ada Lovelace")
     page.click("#register")
-    expect(status).to_have_text(f"Registered {email}. You can log in now.")
+    expect(status).to_have_text(REGISTERED.format(email))
     page.click("#login")
     expect(status).to_have_text(f"Logged in as {email}.")
     expect(page.locator("#user-name")).to_have_text("Ada Lovelace")
@@ -195,7 +174,7 @@ def test_spa_shows_problem_details(page, browser_log, coffer, spa_origin):
 
     fill_credentials(page, email)
     page.click("#register")
-    expect(status).to_have_text(f"Registered {email}. You can log in now.")
+    expect(status).to_have_text(REGISTERED.format(email))
 
     # 409: registered already.
     with page.expect_response(is_api_call("POST", "/api/v1/users")) as duplicate:

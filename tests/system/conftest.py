@@ -6,14 +6,16 @@ Run on their own, without xdist (they start servers, kill processes and time thi
     TEST_REDIS_URL=redis://127.0.0.1:6379/0 \
     .venv/bin/pytest -p no:cacheprovider tests/system
 
-Isolation: one fresh PostgreSQL schema per run (`coffer_system_…`, dropped at the end), Redis
-logical db TEST_SYSTEM_REDIS_DB (default 5) of the TEST_REDIS_URL server, never flushed: tests
-that count rate limits use a client IP (X-Forwarded-For) and accounts of their own, so two runs
-at once cannot disturb each other. SOAK_SECONDS (default 60) bounds the soak test.
+Isolation: one fresh PostgreSQL schema per run (`coffer_system_…`, dropped at the end; a test
+that must see only what its own instances write takes one of its own, `own_postgres_url`),
+Redis logical db TEST_SYSTEM_REDIS_DB (default 5) of the TEST_REDIS_URL server, never flushed:
+tests that count rate limits use a client IP (X-Forwarded-For) and accounts of their own, so two
+runs at once cannot disturb each other. SOAK_SECONDS (default 60) bounds the soak test.
 """
 
 import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -55,18 +57,37 @@ def _with_redis_db(url: str, db: int) -> str:
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A fresh schema of the TEST_DATABASE_URL database for this run, dropped afterwards."""
+@contextmanager
+def _fresh_schema():
+    """A new schema of the TEST_DATABASE_URL database, as a URL that works in it; dropped
+    afterwards with whatever is in it."""
     schema = f"coffer_system_{secrets.token_hex(4)}"
     engine = sa.create_engine(TEST_DATABASE_URL)
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in TEST_DATABASE_URL else "?"
-    yield f"{TEST_DATABASE_URL}{separator}options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    engine.dispose()
+    try:
+        yield f"{TEST_DATABASE_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh schema of the TEST_DATABASE_URL database for this run, dropped afterwards."""
+    with _fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def own_postgres_url():
+    """A fresh, migrated schema for one test, dropped after it: for a test that must see only
+    what its own instances write (the mail outbox, say), not the run's other instances."""
+    with _fresh_schema() as url:
+        migrate(instance_env(database_url=url, redis_url=None))
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,34 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
+def tcp_client_of(pids: list[int], local_port: int) -> int | None:
+    """Which of `pids` holds the TCP socket whose local port is `local_port` (the client end
+    of a connection that a server saw coming from that port), from /proc; None if none does."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                rows = handle.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == local_port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        try:
+            descriptors = os.listdir(f"/proc/{pid}/fd")
+        except FileNotFoundError:
+            continue
+        for fd in descriptors:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    return pid
+            except FileNotFoundError:
+                continue
+    return None
+
+
 def instance_env(*, database_url: str, redis_url: str | None, **settings: str) -> dict[str, str]:
     """The environment of one Coffer instance (cheap hashing: the tests that need slow
     requests raise it); nothing inherited configures Coffer."""

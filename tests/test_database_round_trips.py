@@ -1,0 +1,329 @@
+"""What a request costs PostgreSQL in round trips, seen on the wire; and the connections the
+server closed, which the pool replaces without a ping.
+
+The app talks to PostgreSQL through a TCP relay that reads the frontend protocol: a round trip
+is a burst of messages from the app that waits for the server's answer. A warm request runs
+each of its statements in one round trip: no ping (`;`), no BEGIN, no ROLLBACK, and no Parse
+(psycopg has prepared the statements on their fifth use and still holds them).
+"""
+
+import contextlib
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import sqlalchemy as sa
+from helpers import API
+
+from api.extensions import db
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL"),
+    reason="round trips to PostgreSQL (TEST_DATABASE_URL)",
+)
+WARM_UP = 12  # requests before the one counted: psycopg prepares a statement on its 5th use
+
+
+@dataclass
+class Wire:
+    """What went through the relay: per connection, the app's messages and round trips."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    connections: int = 0
+    round_trips: int = 0
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (type, statement or name)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.connections, self.round_trips, self.messages = 0, 0, []
+
+
+class Relay:
+    """A TCP relay to PostgreSQL that parses what the app sends (plain text: sslmode=disable)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.wire = Wire()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                app_side, _ = self.listener.accept()
+            except OSError:
+                return
+            server_side = socket.create_connection(self.upstream)
+            self.sockets += [app_side, server_side]
+            with self.wire.lock:
+                self.wire.connections += 1
+            turn = {"app": False}  # whether the app is mid-burst (no answer since it sent)
+            threading.Thread(
+                target=self._pump, args=(app_side, server_side, turn, True), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(server_side, app_side, turn, False), daemon=True
+            ).start()
+
+    def _pump(self, source, sink, turn, from_app: bool) -> None:
+        parser = _FrontendParser() if from_app else None
+        while True:
+            try:
+                chunk = source.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                for end in (source, sink):  # shutdown wakes the other pump and tells the peer
+                    with contextlib.suppress(OSError):
+                        end.shutdown(socket.SHUT_RDWR)
+                    end.close()
+                return
+            with self.wire.lock:  # counted before it is passed on: the answer comes after
+                if from_app:
+                    if not turn["app"]:
+                        self.wire.round_trips += 1
+                        turn["app"] = True
+                    self.wire.messages += parser.feed(chunk)
+                else:
+                    turn["app"] = False
+            try:
+                sink.sendall(chunk)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class _FrontendParser:
+    """Splits the app's bytes into protocol messages (after the startup message)."""
+
+    def __init__(self) -> None:
+        self.buffer, self.started = b"", False
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+        self.buffer += chunk
+        messages = []
+        while True:
+            if not self.started:
+                if len(self.buffer) < 4:
+                    return messages
+                (length,) = struct.unpack("!i", self.buffer[:4])
+                if len(self.buffer) < length:
+                    return messages
+                self.buffer, self.started = self.buffer[length:], True
+                continue
+            if len(self.buffer) < 5:
+                return messages
+            kind = chr(self.buffer[0])
+            (length,) = struct.unpack("!i", self.buffer[1:5])
+            if len(self.buffer) < 1 + length:
+                return messages
+            body, self.buffer = self.buffer[5 : 1 + length], self.buffer[1 + length :]
+            strings = body.split(b"\0")
+            if kind == "Q":  # a simple query: its text
+                messages.append((kind, strings[0].decode()))
+            elif kind == "P":  # Parse: the statement's name ("" unnamed) and text
+                messages.append((kind, strings[1].decode()))
+            elif kind == "B":  # Bind: the (prepared) statement it runs
+                messages.append((kind, strings[1].decode()))
+            else:
+                messages.append((kind, ""))
+
+
+@pytest.fixture
+def relay(database_url):
+    url = sa.make_url(database_url)
+    relay = Relay(url.host or "127.0.0.1", url.port or 5432)
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
+def app(make_app, database_url, relay):
+    """The app, connected to PostgreSQL through the relay."""
+    url = sa.make_url(database_url).set(host="127.0.0.1", port=relay.port)
+    url = url.update_query_dict({"sslmode": "disable", "gssencmode": "disable"})
+    return make_app(DATABASE_URL=url.render_as_string(hide_password=False))
+
+
+def counted(relay: Relay, call) -> Wire:
+    relay.wire.reset()
+    call()
+    time.sleep(0.05)  # the relay's threads have seen the last bytes
+    with relay.wire.lock:
+        return Wire(
+            connections=relay.wire.connections,
+            round_trips=relay.wire.round_trips,
+            messages=list(relay.wire.messages),
+        )
+
+
+def simple_queries(wire: Wire) -> list[str]:
+    """The simple-protocol queries (a ping, BEGIN, COMMIT, ROLLBACK, DEALLOCATE …)."""
+    return [text for kind, text in wire.messages if kind == "Q"]
+
+
+def parses(wire: Wire) -> list[str]:
+    return [text for kind, text in wire.messages if kind == "P"]
+
+
+def test_a_warm_record_get_is_one_round_trip_per_statement(app, client, user, relay):
+    created = client.post(f"{API}/data/notes", json={"data": {"n": 1}}, headers=user.headers)
+    record = f"{API}/data/notes/{created.get_json()['id']}"
+
+    def get():
+        response = client.get(record, headers=user.headers)
+        assert response.status_code == 200
+        assert response.get_json()["data"] == {"n": 1}
+
+    for _ in range(WARM_UP):
+        get()
+    wire = counted(relay, get)
+    assert wire.connections == 0, "a pooled connection is reused"
+    # The session+user lookup, then the record: nothing else, each prepared already.
+    assert simple_queries(wire) == [], wire.messages
+    assert parses(wire) == [], wire.messages
+    binds = [name for kind, name in wire.messages if kind == "B"]
+    assert len(binds) == 2 and all(binds), wire.messages
+    assert wire.round_trips == 2, wire.messages
+
+
+def test_a_warm_record_post_is_one_round_trip_per_statement(app, client, user, relay):
+    def post():
+        response = client.post(f"{API}/data/notes", json={"data": {"n": 2}}, headers=user.headers)
+        assert response.status_code == 201
+
+    for _ in range(WARM_UP):
+        post()
+    wire = counted(relay, post)
+    assert simple_queries(wire) == [], wire.messages  # no BEGIN, no COMMIT
+    assert parses(wire) == [], wire.messages
+    assert wire.round_trips == 2, wire.messages  # the lookup, the INSERT
+    with app.app_context():
+        count = db.session.scalar(sa.text("SELECT count(*) FROM records"))
+    assert count == WARM_UP + 1  # committed, each
+
+
+def test_a_warm_list_page_is_one_round_trip_per_statement(app, client, user, relay):
+    for n in range(3):
+        client.post(f"{API}/data/notes", json={"data": {"n": n}}, headers=user.headers)
+
+    def page():
+        response = client.get(f"{API}/data/notes?data.n=gte.1&limit=2", headers=user.headers)
+        assert [r["data"]["n"] for r in response.get_json()["items"]] == [2, 1]
+
+    for _ in range(WARM_UP):
+        page()
+    wire = counted(relay, page)
+    assert simple_queries(wire) == [] and parses(wire) == [], wire.messages
+    assert wire.round_trips == 2, wire.messages
+
+
+# --- connections the server closed -----------------------------------------------------------
+
+
+def backend_of(dbapi_connection) -> int:
+    return dbapi_connection.info.backend_pid
+
+
+@pytest.fixture
+def terminate(database_url):
+    """Ends a server process the way a restart or an administrator does (on a connection of
+    its own, straight to PostgreSQL)."""
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+
+    def end(pid: int) -> None:
+        with engine.connect() as conn:
+            ended = conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            assert ended.scalar_one()
+
+    yield end
+    engine.dispose()
+
+
+def wait_closed(dbapi_connection) -> None:
+    """Until the server's closing reaches the app's socket."""
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    assert poller.poll(5000), "the server did not close the connection"
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(
+    app, client, user, relay, terminate
+):
+    assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
+    with app.app_context():
+        pool = db.engine.pool
+        with db.engine.connect() as conn:  # the connection the next request gets
+            dbapi_connection = conn.connection.driver_connection
+            pid = backend_of(dbapi_connection)
+    terminate(pid)
+    wait_closed(dbapi_connection)
+    wire = counted(relay, lambda: client.get(f"{API}/users/me", headers=user.headers))
+    assert wire.connections >= 1  # a new one, opened at checkout
+    assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
+    assert pool.checkedout() == 0
+
+
+def test_a_read_that_finds_its_connection_closed_is_run_again_on_a_new_one(
+    app, client, user, terminate
+):
+    """The server closes the connection after checkout, before the request's first statement:
+    the request still succeeds, once, on a new connection."""
+    created = client.post(f"{API}/data/notes", json={"data": {"n": 1}}, headers=user.headers)
+    record = f"{API}/data/notes/{created.get_json()['id']}"
+    with app.app_context():
+        engine = db.engine
+    closed = []
+
+    def close_after_checkout(dbapi_connection, _record, _proxy):
+        if not closed:
+            closed.append(backend_of(dbapi_connection))
+            terminate(closed[0])
+            wait_closed(dbapi_connection)
+
+    sa.event.listen(engine.pool, "checkout", close_after_checkout)
+    try:
+        response = client.get(record, headers=user.headers)
+    finally:
+        sa.event.remove(engine.pool, "checkout", close_after_checkout)
+    assert closed, "the request checked out no connection"
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["data"] == {"n": 1}
+
+
+def test_a_write_that_finds_its_connection_closed_is_not_run_again(app, client, user, terminate):
+    """A statement that may have written is never repeated: the request fails with 503."""
+    with app.app_context():
+        engine = db.engine
+    closed = []
+
+    def close_before_the_insert(conn, _cursor, statement, *_args):
+        if statement.startswith("INSERT INTO records") and not closed:
+            dbapi_connection = conn.connection.driver_connection
+            closed.append(backend_of(dbapi_connection))
+            terminate(closed[0])
+            wait_closed(dbapi_connection)
+
+    sa.event.listen(engine, "before_cursor_execute", close_before_the_insert)
+    try:
+        response = client.post(f"{API}/data/notes", json={"data": {"n": 1}}, headers=user.headers)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", close_before_the_insert)
+    assert closed
+    assert response.status_code == 503, response.get_json()
+    assert response.headers["Content-Type"] == "application/problem+json"
+    listed = client.get(f"{API}/data/notes", headers=user.headers)
+    assert listed.status_code == 200 and listed.get_json()["items"] == []

@@ -1,0 +1,41 @@
+"""A count takes the hit and reads the window in one step: the same answers, remaining hits and
+reset times as limits' own sliding-window strategy (`hit`, then `get_window_stats`)."""
+
+import random
+import time
+
+import pytest
+from limits import parse
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from api.counters import SQLiteStorage
+from api.ratelimit import Tier, _SweptMemoryStorage
+
+
+@pytest.mark.parametrize("storage", ["file", "memory"])
+def test_a_count_answers_as_limits_hit_and_window_stats(tmp_path, monkeypatch, storage):
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    limit = parse("10/minute")
+    reference = SlidingWindowCounterRateLimiter(_SweptMemoryStorage())
+    if storage == "file":
+        tier = Tier("file", SQLiteStorage(str(tmp_path / "counters.sqlite3")))
+    else:
+        tier = Tier("memory", _SweptMemoryStorage())
+    steps = random.Random(11)
+    refused = 0
+    for _ in range(400):  # minutes of hits on two keys: bursts that are refused, and pauses
+        clock[0] += steps.choice([0.05, 0.05, 0.05, 0.5, 2.0, 7.0, 31.0])
+        key = steps.choice(["a", "b"])
+        window = tier.count(limit, ("coffer", "api", key))
+        allowed = reference.hit(limit, "coffer", "api", key)
+        stats = reference.get_window_stats(limit, "coffer", "api", key)
+        assert (window.allowed, window.remaining, window.reset) == (allowed, *stats[::-1])
+        refused += not allowed
+    assert 20 < refused < 300  # both answers were compared many times
+
+
+def test_a_count_bigger_than_the_limit_is_refused_without_counting(tmp_path):
+    storage = SQLiteStorage(str(tmp_path / "counters.sqlite3"))
+    assert storage.count("k", 3, 60, amount=4)[0] is False
+    assert storage.count("k", 3, 60, amount=3)[0] is True
