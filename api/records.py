@@ -1,9 +1,11 @@
 """Records in the database: reading, listing, creating and conditional writes.
 
 Every statement is Core, on the request's connection (api/database.py): a record is a row,
-read back as a mapping, never an ORM object. Writes are single conditional UPDATE/DELETE
-statements checked by row count, so `If-Match` holds atomically in the database; a PATCH
-without `If-Match` compares-and-swaps on the version it read, and retries.
+read back as a mapping, never an ORM object. Every write logs its change in the same
+transaction (api/changes.py). A DELETE is one conditional statement that returns the record
+it deleted, so `If-Match` holds atomically in the database; PUT and PATCH read the record and
+compare-and-swap on the version they read (retrying when another write came first), so that
+the log has the record before and after.
 """
 
 import functools
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row, RowMapping
 from uuid6 import uuid7
 
-from api import database, query
+from api import changes, database, feed, query
 from api.errors import Conflict, NotFound, PreconditionFailed
 from api.models import Record, utcnow
 from api.record_rules import check_record_size
@@ -122,42 +124,61 @@ def create(owner_id: uuid.UUID, collection: str, data: dict) -> dict:
     }
     conn = database.connection()
     conn.execute(_INSERT, record)
-    conn.commit()
+    _commit(conn, [changes.created(record)])
     return record
+
+
+def _commit(conn, logged: list[dict]) -> None:
+    """Commit a write with its entries in the change log, then wake the change feed."""
+    feed.log(conn, logged)
+    conn.commit()
+    feed.announce()
 
 
 def delete_collection(owner_id: uuid.UUID, collection: str) -> None:
     conn = database.connection()
-    conn.execute(sa.delete(_records).where(_c.owner_id == owner_id, _c.collection == collection))
-    conn.commit()
+    stmt = sa.delete(_records).where(_c.owner_id == owner_id, _c.collection == collection)
+    gone = conn.execute(stmt.returning(*_records.c)).mappings().all()
+    _commit(conn, [changes.deleted(record) for record in gone])
+
+
+def delete_all_of(conn, owner_id: uuid.UUID) -> list[RowMapping]:
+    """Delete every record of an owner on `conn` (an account's deletion); the caller logs and
+    commits."""
+    stmt = sa.delete(_records).where(_c.owner_id == owner_id).returning(*_records.c)
+    return conn.execute(stmt).mappings().all()
 
 
 def replace(owner_id, collection, record_id, data: dict, versions) -> RowMapping:
     """Set `data` (PUT), only from one of `versions` when given: 404 or 412 otherwise."""
-    record = _write(owner_id, collection, record_id, data, versions)
-    if record is None:
-        _missing_or_stale(owner_id, collection, record_id)
-    database.connection().commit()
-    return record
+    return _update((owner_id, collection, record_id), versions, lambda _current: data)
 
 
 def patch(owner_id, collection, record_id, changes: dict, versions) -> RowMapping:
     """Merge-patch the version read, compare-and-swap; retry when another write came first."""
-    scope = (owner_id, collection, record_id)
+
+    def patched(current: dict) -> dict:
+        data = merge_patch(current, changes)
+        check_record_size(data)
+        return data
+
+    return _update((owner_id, collection, record_id), versions, patched)
+
+
+def _update(scope: tuple, versions, new_data) -> RowMapping:
+    """Write `new_data(current data)` over the version read, compare-and-swap, so that the
+    change log has the record before and after; retry when another write came first. 404
+    when the record is missing, 412 when `versions` (If-Match) does not hold its version."""
     conn = database.connection()
     for _ in range(PATCH_ATTEMPTS):
-        current = conn.execute(
-            sa.select(_c.data, _c.version).where(*_identifies(*scope))
-        ).one_or_none()
+        current = conn.execute(sa.select(_records).where(*_identifies(*scope))).mappings().first()
         if current is None:
             raise NotFound("No such record.")
-        if versions is not None and current.version not in versions:
+        if versions is not None and current["version"] not in versions:
             _stale()
-        data = merge_patch(current.data, changes)
-        check_record_size(data)
-        record = _write(*scope, data, {current.version})
+        record = _write(*scope, new_data(current["data"]), {current["version"]})
         if record is not None:
-            conn.commit()
+            _commit(conn, [changes.updated(current, record)])
             return record
         conn.rollback()
     raise Conflict("The record is being changed by others; retry the request.")
@@ -169,9 +190,10 @@ def delete(owner_id, collection, record_id, versions) -> None:
     if versions is not None:
         stmt = stmt.where(_c.version.in_(sorted(versions)))
     conn = database.connection()
-    if conn.execute(stmt).rowcount != 1:
+    gone = conn.execute(stmt.returning(*_records.c)).mappings().first()
+    if gone is None:
         _missing_or_stale(owner_id, collection, record_id)
-    conn.commit()
+    _commit(conn, [changes.deleted(gone)])
 
 
 def _write(owner_id, collection, record_id, data, versions) -> RowMapping | None:

@@ -12,6 +12,7 @@ from resources.account_email import (
     PasswordResetConfirmation,
     PasswordResets,
 )
+from resources.changes import Changes, CollectionChanges, StreamTickets
 from resources.data import Collection, Collections, RecordItem
 from resources.docs import Docs, DocsAsset, DocsInit
 from resources.events import MyEvents, UserEvents
@@ -42,6 +43,10 @@ api.add_resource(PasswordResetConfirmation, f"{V1}/password-resets/confirm")
 api.add_resource(Collections, f"{V1}/data")
 api.add_resource(Collection, f"{V1}/data/<string:collection>")
 api.add_resource(RecordItem, f"{V1}/data/<string:collection>/<string:record_id>")
+
+api.add_resource(CollectionChanges, f"{V1}/data/<string:collection>/changes")
+api.add_resource(Changes, f"{V1}/changes")
+api.add_resource(StreamTickets, f"{V1}/stream-tickets")
 
 api.add_resource(MyEvents, f"{V1}/users/me/events")
 api.add_resource(UserEvents, f"{V1}/users/<uuid:user_id>/events")

@@ -86,6 +86,7 @@ def make_app(database_url, tmp_path):
 
     yield factory
     for app in apps:
+        app.extensions["coffer_feed"].stop()
         with app.app_context():
             db.engine.dispose()
     engine = sa.create_engine(database_url)

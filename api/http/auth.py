@@ -5,7 +5,7 @@ import functools
 
 from flask import g, request
 
-from api import ratelimit, tokens
+from api import ratelimit, stream_tickets, tokens
 from api.errors import Forbidden, Unauthenticated
 from api.http.operation import declare
 
@@ -33,6 +33,24 @@ def authenticate(view):
         caller = tokens.live_caller(token)
         # Counted only once the session is known to be live: a revoked or stolen token must
         # not spend its user's limit and lock the user out (API.md: Sessions).
+        ratelimit.enforce_api_limit(str(caller.id))
+        g.caller = caller
+        return view(*args, **kwargs)
+
+    declare(wrapper).auth = True
+    return wrapper
+
+
+def authenticate_stream(view):
+    """A change stream's caller: the bearer token's, as `authenticate`, or, for a browser's
+    EventSource, which cannot send headers, the session of a single-use `?ticket=`."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        ticket = request.args.get("ticket")
+        if ticket is None:
+            return authenticate(view)(*args, **kwargs)
+        caller = stream_tickets.redeem(ticket)
         ratelimit.enforce_api_limit(str(caller.id))
         g.caller = caller
         return view(*args, **kwargs)
