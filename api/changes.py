@@ -198,4 +198,3 @@ def view(
     if conditions:
         stmt = stmt.where(sa.or_(_flag(after), _flag(before)))
     return stmt.order_by(_c.id).limit(sa.bindparam("limit"))
-

@@ -49,7 +49,7 @@ RECENT = 20000  # (id, collection) pairs a hub remembers, so that streams skip o
 MAX_BACKOFF = 8.0  # seconds between reconnections of a failed listener
 STREAMS_RETRY_AFTER = 5  # seconds, on 503 when every stream slot is taken
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 
 class TooManyStreams(Unavailable):
@@ -166,7 +166,8 @@ class Feed:
         except BaseException:
             self.slots.release(slot)
             raise
-        stream = Stream(caller, scope, collections, listing, position if resumed is None else resumed)
+        start = position if resumed is None else resumed
+        stream = Stream(caller, scope, collections, listing, start)
         first = [Event(retry=RETRY_MS)]
         if last_event_id is not None and resumed is None:
             first.append(Event(id=str(position), event="reset", data={}))
@@ -208,14 +209,18 @@ class Hub:
             self._publish = True
         self._woken.set()
 
-    def stop(self) -> None:
-        """End every stream of this hub, and the hub."""
+    def stop(self, timeout: float = 3.0) -> None:
+        """End every stream of this hub, and the hub; wait up to `timeout` seconds for its
+        threads to let go of their connections."""
         self.stopping.set()
         for stream in list(self.streams):
             stream.ended.set()
         self._notify()
         self._woken.set()
         _hubs.discard(self)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
 
     # --- the hub's thread -----------------------------------------------------------------
 
@@ -241,7 +246,7 @@ class Hub:
                     with self.engine.connect() as conn:
                         changes.prune(conn, self.feed.retention)
             except Exception:
-                log.exception("change feed: the hub failed; it retries")
+                _log.exception("change feed: the hub failed; it retries")
                 self.stopping.wait(1.0)
 
     def _catch_up(self) -> None:
@@ -282,7 +287,7 @@ class Hub:
             try:
                 self.feed.redis.publish(CHANNEL, str(self.pid))
             except Exception as exc:  # the log has it: the others poll it
-                log.warning("change feed: Redis publish failed: %s", type(exc).__name__)
+                _log.warning("change feed: Redis publish failed: %s", type(exc).__name__)
 
     def _listen_redis(self) -> None:
         self._listen(self._redis_wakeups)
@@ -301,7 +306,7 @@ class Hub:
             except Exception as exc:
                 failures += 1
                 if failures == 1:
-                    log.warning("change feed: listener failed (%s); retrying", type(exc).__name__)
+                    _log.warning("change feed: listener failed (%s); retrying", type(exc).__name__)
                 self.stopping.wait(min(0.25 * 2**failures, MAX_BACKOFF))
             self.wake()  # whatever was missed while not listening
 
@@ -434,7 +439,7 @@ def shutdown() -> None:
     reconnects, to another instance."""
     for hub in list(_hubs):
         if hub.pid == os.getpid():
-            hub.stop()
+            hub.stop(timeout=0)  # in a signal handler: never wait there
 
 
 def current() -> Feed:
@@ -453,5 +458,3 @@ def announce() -> None:
 
 def init_app(app: Flask) -> None:
     app.extensions["coffer_feed"] = Feed(app)
-
-

@@ -151,6 +151,12 @@ def accounts(app):
 
 
 @pytest.fixture
+def accounts_for():
+    """Accounts of an app that a test built itself (make_app with other settings)."""
+    return Accounts
+
+
+@pytest.fixture
 def user(accounts):
     return accounts.create()
 

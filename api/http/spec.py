@@ -186,7 +186,7 @@ def _event_stream(spec: APISpec, op: Operation) -> dict:
                 "per change, in commit order: `id:` (opaque, increasing), `event:` `created`, "
                 f"`updated` or `deleted`, `data:` one line of JSON, a {name} "
                 f"(#/components/schemas/{name}): `record` is the whole record with the "
-                "caller's `access` (only `{\"id\"}` when deleted), `matches` whether the "
+                'caller\'s `access` (only `{"id"}` when deleted), `matches` whether the '
                 "record matches the stream's filters after the change. `event: reset` with "
                 "`data: {}` and the current position as `id:` when `Last-Event-ID` cannot be "
                 "resumed (reload, then follow). A comment line (`: keep-alive`) every 15 s."
