@@ -15,6 +15,7 @@ revoked or its user deactivated or deleted. `shutdown()` ends every stream of th
 (gunicorn.conf.py calls it on SIGTERM), so that clients reconnect to another instance.
 """
 
+import hashlib
 import logging
 import os
 import threading
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 import psycopg
 import sqlalchemy as sa
 from flask import Flask, current_app
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from api import changes, query, tokens, visibility
 from api.counters import counters_path
@@ -36,7 +37,7 @@ from api.extensions import db
 from api.stream_slots import Slots
 from api.tokens import Caller
 
-CHANNEL = "coffer_changes"  # the Redis channel and the PostgreSQL NOTIFY channel
+CHANNEL = "coffer_changes"  # the Redis and PostgreSQL NOTIFY channels start with this
 RETRY_MS = 2000  # what `retry:` advises clients to wait before reconnecting
 HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing the stream
 TICK_SECONDS = 0.5  # how often a hub looks at its clock (liveness, polls)
@@ -86,6 +87,15 @@ class Stream:
     ended: threading.Event = field(default_factory=threading.Event)
 
 
+def channel_of(url: str) -> str:
+    """The wake-up channel of a database: deployments that share a Redis (or a PostgreSQL
+    server) never wake each other. By the database's name and options (a schema), not its
+    host, which instances may spell differently."""
+    parsed = make_url(url)
+    key = f"{parsed.get_backend_name()}/{parsed.database}?{sorted(parsed.query.items())}"
+    return f"{CHANNEL}_{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
 class Feed:
     """The change feed of one app: its fan-out, its stream slots and this process's hub."""
 
@@ -93,6 +103,7 @@ class Feed:
         self.app = app
         self.retention = app.config["COFFER_CHANGES_RETENTION"]
         url = database_url(app)
+        self.channel = channel_of(url)
         self.redis = app.extensions.get("coffer_redis")
         if self.redis is not None:
             self.fanout = "redis"
@@ -129,7 +140,7 @@ class Feed:
     def log(self, conn: Connection, entries: list[dict]) -> None:
         changes.append(conn, entries)
         if entries and self.fanout == "postgres":
-            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, "")))
+            conn.execute(sa.select(sa.func.pg_notify(self.channel, "")))
 
     def announce(self) -> None:
         """After a commit that logged changes: wake this process's streams, and, through
@@ -285,7 +296,7 @@ class Hub:
     def _announce_to_others(self) -> None:
         if self.feed.fanout == "redis":
             try:
-                self.feed.redis.publish(CHANNEL, str(self.pid))
+                self.feed.redis.publish(self.feed.channel, str(self.pid))
             except Exception as exc:  # the log has it: the others poll it
                 _log.warning("change feed: Redis publish failed: %s", type(exc).__name__)
 
@@ -313,7 +324,7 @@ class Hub:
     def _redis_wakeups(self) -> Iterator[None]:
         pubsub = self.feed.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.subscribe(CHANNEL)
+            pubsub.subscribe(self.feed.channel)
             yield  # subscribed: catch up on what came before
             while not self.stopping.is_set():
                 if pubsub.get_message(timeout=1.0) is not None:
@@ -325,7 +336,7 @@ class Hub:
         url = self.engine.url.set(drivername="postgresql")
         conninfo = url.render_as_string(hide_password=False)
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"LISTEN {CHANNEL}")
+            conn.execute(f"LISTEN {self.feed.channel}")
             yield
             while not self.stopping.is_set():
                 for _ in conn.notifies(timeout=1.0, stop_after=1):
