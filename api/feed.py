@@ -229,9 +229,11 @@ class Hub:
         self._notify()
         self._woken.set()
         _hubs.discard(self)
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout)
+        # The hub's own thread holds database connections of the app's pool: wait for it. A
+        # listener closes its own connection within a second, on its way out.
+        runner = self._threads[0] if self._threads else None
+        if runner is not None and runner is not threading.current_thread():
+            runner.join(timeout)
 
     # --- the hub's thread -----------------------------------------------------------------
 
@@ -360,7 +362,12 @@ class Hub:
             through = self.head
             if through > stream.position:
                 if self._touched(stream):
-                    yield from self._read(stream, statement, through)
+                    try:
+                        yield from self._read(stream, statement, through)
+                    except sa.exc.SQLAlchemyError as exc:  # the database is down or busy:
+                        _log.warning("change feed: a stream's read failed: %s", type(exc).__name__)
+                        stream.ended.wait(1.0)  # retry from the position, nothing lost
+                        continue
                 stream.position = through
                 continue
             with self.changed:
@@ -371,11 +378,20 @@ class Hub:
                 yield Event(comment="keep-alive")
 
     def _touched(self, stream: Stream) -> bool:
-        """Whether a change after the stream's position may be in its collections."""
-        recent = list(self.recent)
-        if not recent or recent[0][0] > stream.position + 1:
-            return True  # older than what the hub remembers: ask the log
-        return any(i > stream.position and c in stream.collections for i, c in recent)
+        """Whether a change after the stream's position may be in its collections: the
+        newest changes the hub remembers, read back to the position."""
+        recent = self.recent
+        try:
+            if not recent or recent[0][0] > stream.position + 1:
+                return True  # older than what the hub remembers: ask the log
+            for change_id, collection in reversed(recent):
+                if change_id <= stream.position:
+                    return False
+                if collection in stream.collections:
+                    return True
+        except (RuntimeError, IndexError):  # the hub was adding to it meanwhile
+            return True
+        return False  # it remembers every change since the position: none was the stream's
 
     def _read(self, stream: Stream, statement: sa.Select, through: int) -> Iterator[Event]:
         while True:
