@@ -36,7 +36,7 @@ class CollectionChanges(Resource):
     @operation("watchCollection")
     @arguments(collection_changes_query, parameters=(FILTERS_PARAMETER,))
     @event_stream(change_event)
-    @other_responses(_STREAM)
+    @other_responses({**_STREAM, 403: "owner_id from a caller who is no admin."})
     def get(self, args, collection):
         """Stream the changes of a collection's records that the caller may read."""
         return feed.current().open(

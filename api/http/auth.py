@@ -55,7 +55,8 @@ def authenticate_stream(view):
         g.caller = caller
         return view(*args, **kwargs)
 
-    declare(wrapper).auth = True
+    op = declare(wrapper)
+    op.auth = op.ticket = True
     return wrapper
 
 

@@ -47,6 +47,7 @@ class Operation:
     headers: dict[int, tuple[str, ...]] = field(default_factory=dict)
     responses: dict[int, str] = field(default_factory=dict)  # further statuses -> when
     auth: bool = False
+    ticket: bool = False  # a stream ticket (?ticket=) may stand in for the bearer token
     roles: tuple[str, ...] = ()
     limited: bool = False  # a per-IP limit of its own (log-in, registration, refresh)
     idempotent: bool = False

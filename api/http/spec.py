@@ -55,6 +55,16 @@ def build_spec(app: Flask) -> dict:
     spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
+    spec.components.security_scheme(
+        "streamTicket",
+        {
+            "type": "apiKey",
+            "in": "query",
+            "name": "ticket",
+            "description": "A single-use stream ticket (POST /api/v1/stream-tickets), for a "
+            "browser's EventSource, which cannot send Authorization; it opens one stream.",
+        },
+    )
     for name, description in HEADERS.items():
         kind = "integer" if name in _INTEGER_HEADERS else "string"
         spec.components.header(name, {"description": description, "schema": {"type": kind}})
@@ -260,4 +270,6 @@ def _operation(spec, rule: Rule, op: Operation, view_class, method: str, tag: st
         content = {media_type: {"schema": _ref(name)} for media_type in op.body_types}
         result["requestBody"] = {"required": True, "content": content}
     result["security"] = [{"bearerAuth": []}] if op.auth else []
+    if op.ticket:
+        result["security"].append({"streamTicket": []})
     return result
