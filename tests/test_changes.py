@@ -408,3 +408,22 @@ def test_a_change_logged_later_waits_for_an_earlier_one_to_commit(app):
         thread.join()
         rows = first.execute(sa.select(Change.id, Change.data).order_by(Change.id)).all()
     assert [row.data["n"] for row in rows] == [1, 2]
+
+
+def test_a_browser_on_another_origin_may_open_a_stream(client, user):
+    origin = {"Origin": "https://app.example.org"}
+    preflight = client.options(
+        f"{API}/changes?collections=a",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization, last-event-id",
+        },
+    )
+    allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "authorization" in allowed and "last-event-id" in allowed
+    response = client.get(
+        f"{API}/changes?collections=a", headers={**user.headers, **origin}, buffered=False
+    )
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    Stream(response).close()
