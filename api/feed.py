@@ -199,6 +199,8 @@ class Hub:
         self.stopping = threading.Event()
         self._woken = threading.Event()
         self._publish = False
+        self._publish_failures = 0
+        self._publish_retry_at = 0.0
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -296,11 +298,19 @@ class Hub:
             self._notify()
 
     def _announce_to_others(self) -> None:
-        if self.feed.fanout == "redis":
-            try:
-                self.feed.redis.publish(self.feed.channel, str(self.pid))
-            except Exception as exc:  # the log has it: the others poll it
-                _log.warning("change feed: Redis publish failed: %s", type(exc).__name__)
+        """Publish a wake-up; while Redis fails, only now and then (1 s, doubling up to
+        MAX_BACKOFF), so that this hub's own streams are not held up by its timeouts: the
+        other processes poll the log meanwhile."""
+        if self.feed.fanout != "redis" or time.monotonic() < self._publish_retry_at:
+            return
+        try:
+            self.feed.redis.publish(self.feed.channel, str(self.pid))
+            self._publish_failures = 0
+        except Exception as exc:  # the log has it: the others poll it
+            self._publish_failures += 1
+            backoff = min(2.0 ** (self._publish_failures - 1), MAX_BACKOFF)
+            self._publish_retry_at = time.monotonic() + backoff
+            _log.warning("change feed: Redis publish failed: %s", type(exc).__name__)
 
     def _listen_redis(self) -> None:
         self._listen(self._redis_wakeups)
