@@ -4,6 +4,7 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import sys
 import uuid
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -12,12 +13,20 @@ import orjson
 from gunicorn import util
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
-from gunicorn.workers.sync import SyncWorker
 
 bind = os.environ.get("COFFER_BIND", "127.0.0.1:8000")
-# Sync workers: CPU-bound argon2 and short database calls; two per core plus one.
+# Two workers per core plus one: CPU-bound argon2 and short database calls.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-threads = int(os.environ.get("COFFER_THREADS", "1"))
+# gthread workers (README: "Change feed: the worker model"). An open change stream holds one
+# thread of its worker while it waits for changes, so each worker may run COFFER_MAX_STREAMS
+# threads on top of its COFFER_THREADS: the instance holds at most that many streams in all
+# (api/stream_slots.py), so whichever worker they land on keeps COFFER_THREADS threads for
+# ordinary requests. The pool starts threads only as they are needed: an idle one costs
+# nothing, a waiting stream about 100 kB (its stack's touched pages).
+max_streams = int(os.environ.get("COFFER_MAX_STREAMS", "1000"))
+request_threads = int(os.environ.get("COFFER_THREADS", "2"))
+threads = request_threads + max_streams
+worker_connections = threads + 100  # kept-alive connections wait in the poller, threadless
 timeout = int(os.environ.get("COFFER_WORKER_TIMEOUT", "30"))
 graceful_timeout = 20  # SIGTERM: in-flight requests get this long to finish
 keepalive = 5
@@ -153,12 +162,16 @@ class ProblemErrors:
             self.log.debug("Failed to send error message.")
 
 
-class ProblemSyncWorker(ProblemErrors, SyncWorker):
-    """gunicorn's sync worker, answering its own errors in problem+json."""
-
-
 class ProblemThreadWorker(ProblemErrors, ThreadWorker):
-    """gunicorn's gthread worker, answering its own errors in problem+json."""
+    """gunicorn's gthread worker, answering its own errors in problem+json. On SIGTERM it
+    ends its change streams at once (api/feed.py `shutdown`), so that their clients reconnect
+    to another instance instead of holding this one for the whole graceful timeout."""
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        feed = sys.modules.get("api.feed")  # never imported here: the master must not need it
+        if feed is not None:
+            feed.shutdown()
 
 
 class _CapturedPage:
@@ -216,5 +229,4 @@ def _problem_response(status: int, detail: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-# A class is used as given: gunicorn switches "sync" to gthread when threads > 1, not a class.
-worker_class = ProblemThreadWorker if threads > 1 else ProblemSyncWorker
+worker_class = ProblemThreadWorker

@@ -8,7 +8,19 @@ import redis
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import cli, database, events, keys, mail, models, pagination, passwords, ratelimit, tokens
+from api import (
+    cli,
+    database,
+    events,
+    feed,
+    keys,
+    mail,
+    models,
+    pagination,
+    passwords,
+    ratelimit,
+    tokens,
+)
 from api.config import from_env
 from api.extensions import db, migrate
 from api.http import limits, logs, problems, web
@@ -20,6 +32,7 @@ CORS_ALLOW_HEADERS = [
     "If-Match",
     "If-None-Match",
     "Idempotency-Key",
+    "Last-Event-ID",
 ]
 CORS_EXPOSE_HEADERS = [
     "ETag",
@@ -61,6 +74,7 @@ def create_app(config: Mapping | None = None, *, instance_path: str | None = Non
     app.teardown_appcontext(database.release_session)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     _init_redis(app)
+    feed.init_app(app)
     ratelimit.init_app(app)
     mail.init_app(app)
     limits.init_app(app)

@@ -6,7 +6,7 @@ import uuid
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from api import link_tokens, mfa, ratelimit
+from api import changes, feed, link_tokens, mfa, ratelimit, records
 from api.email_address import normalise_email
 from api.errors import Conflict, NotFound
 from api.events import emit
@@ -193,10 +193,16 @@ def reset_mfa(user: User, *, by: uuid.UUID) -> None:
 
 
 def delete_user(user: User, *, by: uuid.UUID) -> None:
-    """Delete the user; its sessions, refresh tokens and records go with it (ON DELETE CASCADE)."""
+    """Delete the user; its sessions, refresh tokens and records go with it (ON DELETE CASCADE).
+    The records are deleted first, so that the change log has each of them, in the same
+    commit (its lock is taken after every row lock: api/changes.py)."""
     user_id, actor = user.id, {} if by == user.id else {"by": str(by)}
+    gone = records.delete_all_of(db.session.connection(), user_id)
     db.session.delete(user)
+    db.session.flush()
+    feed.log(db.session.connection(), [changes.deleted(record) for record in gone])
     db.session.commit()
+    feed.announce()
     emit("user_deleted", user_id=user_id, **actor)
 
 

@@ -82,3 +82,12 @@ class RateLimited(CofferError):
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class Unavailable(CofferError):
+    """The service cannot take this request now (a capacity is spent); `retry_after` seconds
+    until it may."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

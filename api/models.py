@@ -1,5 +1,6 @@
 """SQLAlchemy models: users, their sessions and refresh tokens, link tokens, second factors,
-records and who else may read them (collection policies, grants, groups), idempotency keys."""
+records and who else may read them (collection policies, grants, groups), idempotency keys,
+the change log and stream tickets."""
 
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ LINK_PURPOSES = ("verify_email", "reset_password", "change_email")
 READ_POLICIES = ("owner", "users", "public")
 CREATE_POLICIES = ("users", "admins")
 GRANT_ACCESS = ("read", "write")
+# What a change to a record was (api/changes.py).
+CHANGE_KINDS = ("created", "updated", "deleted")
 
 
 def utcnow() -> datetime:
@@ -330,3 +333,59 @@ class SecurityEvent(db.Model):
 
     # A user's events, newest first.
     __table_args__ = (sa.Index("ix_security_events_user_id_id", "user_id", "id"),)
+
+
+class Change(db.Model):
+    """One write to a record, logged in the transaction of the write (api/changes.py): the
+    change feed's source of truth. The record as it was after the change (`data`, nothing for
+    a deletion) and before it (`previous`, nothing for a creation), so that a stream can tell
+    whether the record matched its filters on either side. No foreign keys: the deletions of
+    a deleted account's records outlive the account."""
+
+    __tablename__ = "changes"
+
+    # SQLite: AUTOINCREMENT, so that an id is never handed out twice, even after the newest
+    # change is pruned or rolled back (a reader may already hold it).
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    collection: Mapped[str] = mapped_column(sa.String(64))
+    record_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    owner_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    version: Mapped[int]
+    data: Mapped[dict | None] = mapped_column(sa.JSON().with_variant(JSONB(), "postgresql"))
+    previous: Mapped[dict | None] = mapped_column(sa.JSON().with_variant(JSONB(), "postgresql"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    previous_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    __table_args__ = (
+        sa.CheckConstraint(f"kind IN {CHANGE_KINDS}", name="kind"),
+        # A stream's catch-up: the changes of its collections after its position.
+        sa.Index("ix_changes_collection_id", "collection", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class ChangeLogState(db.Model):
+    """The change log's one row: every change up to `pruned_through` is gone (retention)."""
+
+    __tablename__ = "change_log_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    pruned_through: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class StreamTicket(db.Model):
+    """A single-use ticket that opens one change stream for a browser's EventSource, in the
+    name of the session that asked for it; stored only as its SHA-256."""
+
+    __tablename__ = "stream_tickets"
+
+    token_hash: Mapped[bytes] = mapped_column(sa.LargeBinary(32), primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

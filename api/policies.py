@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from api import database
-from api.errors import Conflict, InvalidRequest
+from api.errors import Conflict, InvalidRequest, Unauthenticated
 from api.models import CollectionPolicy, Record, utcnow
 from api.pagination import decode_cursor, encode_cursor, list_binding
 
@@ -25,6 +25,12 @@ def get(name: str) -> dict:
     stmt = sa.select(_policies).where(_policies.c.name == name)
     row = database.connection().execute(stmt).mappings().first()
     return dict(row) if row else default(name)
+
+
+def require_reader(caller, name: str) -> None:
+    """Unauthenticated (401) for an anonymous caller of a collection that is not public."""
+    if caller is None and get(name)["read"] != "public":
+        raise Unauthenticated("Authentication is required.", reason=None)
 
 
 def creators(name: str) -> str:

@@ -1,6 +1,8 @@
 """What a record's `data` may be: storable identically on SQLite and PostgreSQL, and within
 COFFER_MAX_RECORD_BYTES. Request schemas check a body with these; the record statements check
-what a merge patch makes."""
+what a merge patch makes. And what a collection may be named."""
+
+import re
 
 import orjson
 from flask import current_app
@@ -9,6 +11,8 @@ from marshmallow import ValidationError
 from api import query
 
 MAX_NESTING = 64
+COLLECTION_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
+COLLECTION_NAME = re.compile(COLLECTION_PATTERN)
 
 
 def content_problem(value: object) -> str | None:

@@ -2,9 +2,11 @@
 to what the caller may read or write (api/visibility.py) by the statement itself.
 
 Every statement is Core, on the request's connection (api/database.py): a record is a row,
-read back as a mapping, never an ORM object. Writes are single conditional UPDATE/DELETE
-statements checked by row count, so `If-Match` holds atomically in the database; a PATCH
-without `If-Match` compares-and-swaps on the version it read, and retries.
+read back as a mapping, never an ORM object. Every write logs its change in the same
+transaction (api/changes.py). A DELETE is one conditional statement that returns the record
+it deleted, so `If-Match` holds atomically in the database; PUT and PATCH read the record and
+compare-and-swap on the version they read (retrying when another write came first), so that
+the log has the record before and after.
 """
 
 import functools
@@ -15,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row, RowMapping
 from uuid6 import uuid7
 
-from api import database, policies, query, visibility
-from api.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Unauthenticated
+from api import changes, database, feed, policies, query, visibility
+from api.errors import Conflict, Forbidden, NotFound, PreconditionFailed
 from api.models import Record, utcnow
 from api.record_rules import check_record_size
 
@@ -56,7 +58,7 @@ def _readable_records(kind: str, scope: str, of_owner: bool) -> sa.Select:
 def find(caller, collection: str, record_id: str, owner_id=None) -> RowMapping:
     """One record the caller may read, with its `access`; 404 for any other, or an id that is
     no UUID (401 for an anonymous caller outside a public collection)."""
-    _check_anonymous(caller, collection)
+    policies.require_reader(caller, collection)
     try:
         record_id = uuid.UUID(record_id)
     except ValueError:
@@ -88,7 +90,7 @@ def page_of(
     there is a next page. A cursor holds only for the caller, collection, scope and owner.
     An admin's ?owner_id= reads that user's records (whatever the scope); an anonymous caller
     reads a public collection in `all`, and gets 401 from any other."""
-    _check_anonymous(caller, collection)
+    policies.require_reader(caller, collection)
     kind = visibility.kind_of(caller)
     if owner_id is not None or caller is None:
         scope = "all"
@@ -118,11 +120,6 @@ def _binding(caller, collection: str, scope: str, owner_id) -> tuple[str, ...]:
     if caller is None:
         return ("", collection, "anonymous")
     return (str(caller.id), collection) if scope == "own" else (str(caller.id), collection, scope)
-
-
-def _check_anonymous(caller, collection: str) -> None:
-    if caller is None and policies.get(collection)["read"] != "public":
-        raise Unauthenticated("Authentication is required.", reason=None)
 
 
 @functools.lru_cache(maxsize=256)
@@ -177,45 +174,69 @@ def create(caller, collection: str, data: dict) -> dict:
     }
     conn = database.connection()
     conn.execute(_INSERT, record)
-    conn.commit()
+    _commit(conn, [changes.created(record)])
     return {**record, "access": "owner"}
+
+
+def _commit(conn, logged: list[dict]) -> None:
+    """Commit a write with its entries in the change log, then wake the change feed."""
+    feed.log(conn, logged)
+    conn.commit()
+    feed.announce()
 
 
 def delete_collection(owner_id: uuid.UUID, collection: str) -> None:
     conn = database.connection()
-    conn.execute(sa.delete(_records).where(_c.owner_id == owner_id, _c.collection == collection))
-    conn.commit()
+    stmt = sa.delete(_records).where(_c.owner_id == owner_id, _c.collection == collection)
+    gone = conn.execute(stmt.returning(*_records.c)).mappings().all()
+    _commit(conn, [changes.deleted(record) for record in gone])
+
+
+def delete_all_of(conn, owner_id: uuid.UUID) -> list[RowMapping]:
+    """Delete every record of an owner on `conn` (an account's deletion); the caller logs and
+    commits."""
+    stmt = sa.delete(_records).where(_c.owner_id == owner_id).returning(*_records.c)
+    return conn.execute(stmt).mappings().all()
 
 
 def replace(caller, collection, record_id, data: dict, versions) -> dict:
     """Set `data` (PUT), only from one of `versions` when given: 404, 403 or 412 otherwise."""
-    record = _write(caller, collection, record_id, data, versions)
-    if record is None:
-        _refused(caller, collection, record_id, visibility.writable(caller))
-    database.connection().commit()
-    return record
+    return _update(caller, (collection, record_id), versions, lambda _current: data)
 
 
-def patch(caller, collection, record_id, changes: dict, versions) -> dict:
+def patch(caller, collection, record_id, edits: dict, versions) -> dict:
     """Merge-patch the version read, compare-and-swap; retry when another write came first."""
+
+    def patched(current: dict) -> dict:
+        data = merge_patch(current, edits)
+        check_record_size(data)
+        return data
+
+    return _update(caller, (collection, record_id), versions, patched)
+
+
+def _update(caller, where: tuple, versions, new_data) -> dict:
+    """Write `new_data(current data)` over the version read, compare-and-swap, so that the
+    change log has the record before and after; retry when another write came first. 404
+    when the caller may not read the record, 403 when it may not write it, 412 when
+    `versions` (If-Match) does not hold its version."""
     conn = database.connection()
+    writable = visibility.writable(caller).label("writable")
     for _ in range(PATCH_ATTEMPTS):
-        current = conn.execute(
-            sa.select(_c.data, _c.version, visibility.writable(caller).label("writable")).where(
-                *_identifies(caller, collection, record_id)
-            )
-        ).one_or_none()
+        current = (
+            conn.execute(sa.select(_records, writable).where(*_identifies(caller, *where)))
+            .mappings()
+            .first()
+        )
         if current is None:
             raise NotFound("No such record.")
-        if not current.writable:
+        if not current["writable"]:
             raise Forbidden("You may read this record but not change it.")
-        if versions is not None and current.version not in versions:
+        if versions is not None and current["version"] not in versions:
             _stale()
-        data = merge_patch(current.data, changes)
-        check_record_size(data)
-        record = _write(caller, collection, record_id, data, {current.version})
+        record = _write(caller, *where, new_data(current["data"]), {current["version"]})
         if record is not None:
-            conn.commit()
+            _commit(conn, [changes.updated(current, record)])
             return record
         conn.rollback()
     raise Conflict("The record is being changed by others; retry the request.")
@@ -229,9 +250,10 @@ def delete(caller, collection, record_id, versions) -> None:
     if versions is not None:
         stmt = stmt.where(_c.version.in_(sorted(versions)))
     conn = database.connection()
-    if conn.execute(stmt).rowcount != 1:
+    gone = conn.execute(stmt.returning(*_records.c)).mappings().first()
+    if gone is None:
         _refused(caller, collection, record_id, deletable)
-    conn.commit()
+    _commit(conn, [changes.deleted(gone)])
 
 
 def _identifies(caller, collection, record_id) -> tuple:

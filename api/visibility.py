@@ -127,7 +127,12 @@ def granted(me: sa.BindParameter, access: str | None = None) -> sa.ColumnElement
     if access is not None:
         direct = direct.where(_grants.c.access == access)
         through_group = through_group.where(_grants.c.access == access)
-    return sa.or_(direct.correlate(_records).exists(), through_group.correlate(_records).exists())
+    # correlate_except, not correlate(records): api/changes.py reads these rules over the
+    # change log's columns instead of the records table, and the subqueries must follow.
+    return sa.or_(
+        direct.correlate_except(_grants).exists(),
+        through_group.correlate_except(_grants, _members).exists(),
+    )
 
 
 def _policy_reads(reads: tuple[str, ...]) -> sa.ColumnElement[bool]:
@@ -135,7 +140,7 @@ def _policy_reads(reads: tuple[str, ...]) -> sa.ColumnElement[bool]:
     policy = sa.select(1).where(
         _policies.c.name == _records.c.collection, _policies.c.read.in_(reads)
     )
-    return policy.correlate(_records).exists()
+    return policy.correlate_except(_policies).exists()
 
 
 @functools.lru_cache(maxsize=64)

@@ -12,6 +12,7 @@ from resources.account_email import (
     PasswordResetConfirmation,
     PasswordResets,
 )
+from resources.changes import Changes, CollectionChanges, StreamTickets
 from resources.data import Collection, Collections, RecordItem
 from resources.docs import Docs, DocsAsset, DocsInit
 from resources.events import MyEvents, UserEvents
@@ -72,6 +73,10 @@ api.add_resource(GroupList, f"{V1}/groups")
 api.add_resource(GroupItem, f"{V1}/groups/<uuid:group_id>")
 api.add_resource(GroupMembers, f"{V1}/groups/<uuid:group_id>/members")
 api.add_resource(GroupMember, f"{V1}/groups/<uuid:group_id>/members/<uuid:user_id>")
+
+api.add_resource(CollectionChanges, f"{V1}/data/<string:collection>/changes")
+api.add_resource(Changes, f"{V1}/changes")
+api.add_resource(StreamTickets, f"{V1}/stream-tickets")
 
 api.add_resource(MyEvents, f"{V1}/users/me/events")
 api.add_resource(UserEvents, f"{V1}/users/<uuid:user_id>/events")

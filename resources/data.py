@@ -29,6 +29,7 @@ from api.http.operation import (
     response,
 )
 from api.http.web import JSON, MERGE_PATCH, V1
+from api.record_rules import COLLECTION_NAME, COLLECTION_PATTERN
 from schemas.data import (
     collection_public,
     collections_query,
@@ -40,8 +41,6 @@ from schemas.data import (
     record_write,
 )
 
-COLLECTION_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
-COLLECTION_NAME = re.compile(COLLECTION_PATTERN)
 _ETAG = re.compile(r"(?P<id>[0-9a-f-]{36})\.(?P<version>[0-9]{1,18})")
 # RFC 9110 §8.8.3 and §13.1.1: `*`, or a comma-separated list of (weak or strong) entity-tags.
 _ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
@@ -177,7 +176,7 @@ class RecordItem(Resource):
     @conditional("If-Match")
     @body(record_write)
     @response(record_public, headers=("ETag",))
-    @other_responses({**_READ_ONLY, **_NO_RECORD})
+    @other_responses({409: "Others kept changing the record; retry.", **_READ_ONLY, **_NO_RECORD})
     def put(self, new, collection, record_id):
         """Replace a record's data (no upsert), if `If-Match` allows."""
         record_id = record_uuid(record_id)

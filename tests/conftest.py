@@ -86,6 +86,7 @@ def make_app(database_url, tmp_path):
 
     yield factory
     for app in apps:
+        app.extensions["coffer_feed"].stop()
         with app.app_context():
             db.engine.dispose()
     engine = sa.create_engine(database_url)
@@ -147,6 +148,12 @@ class Accounts:
 @pytest.fixture
 def accounts(app):
     return Accounts(app)
+
+
+@pytest.fixture
+def accounts_for():
+    """Accounts of an app that a test built itself (make_app with other settings)."""
+    return Accounts
 
 
 @pytest.fixture

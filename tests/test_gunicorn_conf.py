@@ -22,7 +22,6 @@ from gunicorn.http.errors import (
     UnsupportedTransferCoding,
 )
 from gunicorn.workers.gthread import ThreadWorker
-from gunicorn.workers.sync import SyncWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = str(ROOT / "gunicorn.conf.py")
@@ -126,12 +125,14 @@ def test_access_log_reads_the_status_of_gunicorns_own_error_responses(access_lin
 # --- what gunicorn refuses itself -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("threads, base", [("1", SyncWorker), ("4", ThreadWorker)])
-def test_the_worker_class_follows_coffer_threads(monkeypatch, threads, base):
-    monkeypatch.setenv("COFFER_THREADS", threads)
+def test_the_workers_are_gthread_workers_with_a_thread_for_every_stream(monkeypatch):
+    monkeypatch.setenv("COFFER_THREADS", "3")
+    monkeypatch.setenv("COFFER_MAX_STREAMS", "50")
     conf = runpy.run_path(CONF)
     assert issubclass(conf["worker_class"], conf["ProblemErrors"])
-    assert issubclass(conf["worker_class"], base)
+    assert issubclass(conf["worker_class"], ThreadWorker)
+    # Every stream the instance may hold fits in any one worker, and 3 threads stay for requests.
+    assert conf["threads"] == 53
 
 
 def _refusal(worker_class_name: str, exc: BaseException) -> tuple[str, dict, bytes]:
@@ -153,7 +154,7 @@ def _refusal(worker_class_name: str, exc: BaseException) -> tuple[str, dict, byt
     return status_line, headers, body
 
 
-@pytest.mark.parametrize("worker_class_name", ["ProblemSyncWorker", "ProblemThreadWorker"])
+@pytest.mark.parametrize("worker_class_name", ["ProblemThreadWorker"])
 @pytest.mark.parametrize(
     "exc, status, title, detail",
     [

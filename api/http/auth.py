@@ -5,7 +5,7 @@ import functools
 
 from flask import g, request
 
-from api import ratelimit, tokens
+from api import ratelimit, stream_tickets, tokens
 from api.errors import Forbidden, Unauthenticated
 from api.http.operation import declare
 from api.http.web import client_ip
@@ -46,14 +46,18 @@ def authenticate(view):
     return wrapper
 
 
+_QUERY_CREDENTIALS = frozenset({"access_token", "ticket"})
+
+
 def authenticate_or_anonymous(view):
     """A valid access token as `authenticate` wants, or no Authorization header at all: then
     `g.caller` is None (the view decides what an anonymous caller may do), and the request
-    counts under COFFER_RATE_LIMIT_API per client IP. A bad token is 401, never anonymous."""
+    counts under COFFER_RATE_LIMIT_API per client IP. A bad token is 401, never anonymous;
+    so is a credential in the query string (a token, or a stream ticket off its stream)."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        if "Authorization" in request.headers or "access_token" in request.args:
+        if "Authorization" in request.headers or _QUERY_CREDENTIALS & request.args.keys():
             _authenticate()
         else:
             ratelimit.enforce_anonymous_api_limit(client_ip())
@@ -62,6 +66,40 @@ def authenticate_or_anonymous(view):
 
     op = declare(wrapper)
     op.auth = op.anonymous = True
+    return wrapper
+
+
+def authenticate_stream(view):
+    """A change stream's caller: the bearer token's, as `authenticate`, or, for a browser's
+    EventSource, which cannot send headers, the session of a single-use `?ticket=`."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        ticket = request.args.get("ticket")
+        if ticket is None:
+            return authenticate(view)(*args, **kwargs)
+        caller = stream_tickets.redeem(ticket)
+        ratelimit.enforce_api_limit(str(caller.id))
+        g.caller = caller
+        return view(*args, **kwargs)
+
+    op = declare(wrapper)
+    op.auth = op.ticket = True
+    return wrapper
+
+
+def authenticate_stream_or_anonymous(view):
+    """`authenticate_stream`, or, with neither a ticket nor an Authorization header, an
+    anonymous caller as `authenticate_or_anonymous` has it (a public collection's stream)."""
+    streamed = authenticate_stream(view)
+
+    @functools.wraps(streamed)
+    def wrapper(*args, **kwargs):
+        if "ticket" in request.args or "Authorization" in request.headers:
+            return streamed(*args, **kwargs)
+        return authenticate_or_anonymous(view)(*args, **kwargs)
+
+    declare(wrapper).anonymous = True
     return wrapper
 
 

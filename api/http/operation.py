@@ -22,6 +22,7 @@ from flask import Response
 from marshmallow import Schema
 
 from api.http.pagination import page
+from api.http.sse import EVENT_STREAM, EventStreamBody
 from api.http.web import JSON, load_body, load_query
 
 _DECLARATION = "__coffer_operation__"
@@ -40,6 +41,7 @@ class Operation:
     path_parameters: dict[str, dict] = field(default_factory=dict)
     success: int | None = None
     schema: Schema | None = None  # of the success body; None: no body
+    media_type: str = JSON  # of the success body (text/event-stream for a stream)
     also: dict[int, str] = field(default_factory=dict)  # other successes, same body -> when
     paged: bool = False  # the body is a page of `schema` items
     headers: dict[int, tuple[str, ...]] = field(default_factory=dict)
@@ -47,6 +49,7 @@ class Operation:
     problems: dict[int, Schema] = field(default_factory=dict)  # statuses with a richer problem
     auth: bool = False
     anonymous: bool = False  # auth is optional: no token at all is an anonymous caller
+    ticket: bool = False  # a stream ticket (?ticket=) may stand in for the bearer token
     roles: tuple[str, ...] = ()
     limited: bool = False  # a per-IP limit of its own (log-in, registration, refresh)
     idempotent: bool = False
@@ -162,6 +165,24 @@ def _result(result, status: int) -> tuple:
     if not isinstance(result, tuple):
         return result, {}, status
     return result if len(result) == 3 else (*result, status)
+
+
+def event_stream(schema: Schema):
+    """The view returns an iterable of api.feed.Event: answer it as Server-Sent Events, each
+    event's data dumped with `schema`, unbuffered (nginx: X-Accel-Buffering)."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            body = EventStreamBody(view(*args, **kwargs), schema)
+            headers = {"X-Accel-Buffering": "no"}
+            return Response(body, mimetype=EVENT_STREAM, headers=headers, direct_passthrough=True)
+
+        _answers(wrapper, schema, 200, ())
+        declare(wrapper).media_type = EVENT_STREAM
+        return wrapper
+
+    return decorator
 
 
 def paginated(schema: Schema):

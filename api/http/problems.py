@@ -33,6 +33,7 @@ _STATUSES: dict[type[errors.CofferError], int] = {
     errors.Conflict: 409,
     errors.PreconditionFailed: 412,
     errors.RateLimited: 429,
+    errors.Unavailable: 503,
 }
 
 
@@ -98,7 +99,7 @@ def _from_domain(exc: errors.CofferError) -> Response:
     headers = {}
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = challenge(exc.detail, exc.reason)
-    elif isinstance(exc, errors.RateLimited):
+    elif isinstance(exc, errors.RateLimited | errors.Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
     return problem(
         status,

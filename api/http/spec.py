@@ -17,6 +17,7 @@ from werkzeug.routing import Rule
 
 from api.http.operation import Operation, declaration
 from api.http.problems import ProblemSchema
+from api.http.sse import EVENT_STREAM
 
 TITLE = "Coffer"
 VERSION = "1.0.0"
@@ -53,6 +54,16 @@ def build_spec(app: Flask) -> dict:
     )
     spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    spec.components.security_scheme(
+        "streamTicket",
+        {
+            "type": "apiKey",
+            "in": "query",
+            "name": "ticket",
+            "description": "A single-use stream ticket (POST /api/v1/stream-tickets), for a "
+            "browser's EventSource, which cannot send Authorization; it opens one stream.",
+        },
     )
     for name, description in HEADERS.items():
         kind = "integer" if name in _INTEGER_HEADERS else "string"
@@ -161,6 +172,8 @@ def _response(spec: APISpec, status: int, when: str | None, op: Operation) -> di
     if status >= 400:
         name = _component(spec, op.problems[status]) if status in op.problems else "Problem"
         response["content"] = {"application/problem+json": {"schema": _ref(name)}}
+    elif op.media_type == EVENT_STREAM and status == op.success:
+        response["content"] = {EVENT_STREAM: _event_stream(spec, op)}
     elif (status == op.success or status in op.also) and op.schema is not None:
         response["content"] = {"application/json": {"schema": _success_schema(spec, op)}}
     if status == op.success and op.links:
@@ -169,6 +182,44 @@ def _response(spec: APISpec, status: int, when: str | None, op: Operation) -> di
             for target, parameters in op.links.items()
         }
     return response
+
+
+def _event_stream(spec: APISpec, op: Operation) -> dict:
+    """A Server-Sent Events body: its schema is text; each event's `data` is the JSON of the
+    operation's schema, which its description and examples name (OpenAPI 3.1 has no way to
+    type the events themselves)."""
+    name = _component(spec, op.schema)
+    return {
+        "schema": {
+            "type": "string",
+            "description": (
+                "Server-Sent Events (WHATWG HTML §9.2). First `retry: 2000`. Then one block "
+                "per change, in commit order: `id:` (opaque, increasing), `event:` `created`, "
+                f"`updated` or `deleted`, `data:` one line of JSON, a {name} "
+                f"(#/components/schemas/{name}): `record` is the whole record with the "
+                'caller\'s `access` (only `{"id"}` when deleted), `matches` whether the '
+                "record matches the stream's filters after the change. `event: reset` with "
+                "`data: {}` and the current position as `id:` when `Last-Event-ID` cannot be "
+                "resumed (reload, then follow). A comment line (`: keep-alive`) every 15 s."
+            ),
+        },
+        "examples": {
+            "created": {
+                "value": (
+                    'retry: 2000\n\nid: 41\nevent: created\ndata: {"collection": "todos", '
+                    '"record": {"id": "0192…", "collection": "todos", "owner_id": "0191…", '
+                    '"data": {"title": "milk"}, "version": 1, "created_at": '
+                    '"2026-11-21T10:00:00.123Z", "updated_at": "2026-11-21T10:00:00.123Z", '
+                    '"access": "owner"}, "matches": true}\n\n'
+                )
+            },
+            "deleted": {
+                "value": 'id: 42\nevent: deleted\ndata: {"collection": "todos", '
+                '"record": {"id": "0192…"}, "matches": false}\n\n'
+            },
+            "reset": {"value": "id: 57\nevent: reset\ndata: {}\n\n"},
+        },
+    }
 
 
 def _parameters(rule: Rule, op: Operation) -> list[dict]:
@@ -188,6 +239,9 @@ def _parameters(rule: Rule, op: Operation) -> list[dict]:
         parameters.append(_header(op.conditional, "An ETag from an earlier response, or *."))
     if op.idempotent:
         parameters.append(_header("Idempotency-Key", None, minLength=1, maxLength=255))
+    if op.media_type == EVENT_STREAM:
+        resume = "The id of the last event received: the stream replays every change after it."
+        parameters.append(_header("Last-Event-ID", resume))
     return parameters
 
 
@@ -219,4 +273,6 @@ def _operation(spec, rule: Rule, op: Operation, view_class, method: str, tag: st
     result["security"] = [{"bearerAuth": []}] if op.auth else []
     if op.anonymous:
         result["security"].append({})  # OpenAPI's "or no credentials at all"
+    if op.ticket:
+        result["security"].append({"streamTicket": []})
     return result

@@ -38,6 +38,10 @@ class Compiler:
             stmt = stmt.where(self._after(listing, position))
         return stmt.order_by(*self._order_by(listing))
 
+    def condition(self, flt: Filter):
+        """One filter as a condition on the records table."""
+        return self._condition(flt)
+
     def _condition(self, flt: Filter):
         if flt.field in TIMESTAMPS:
             column = getattr(Record, flt.field)
