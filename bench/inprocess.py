@@ -128,10 +128,22 @@ def scenarios(token: str, record_id: str) -> dict[str, tuple[dict, int]]:
     }
 
 
+def serve(app, cases: dict[str, tuple[dict, int]]) -> None:
+    """For bench/compare.py: each line `<scenario> <calls>` in, CPU µs per call out."""
+    cases = {**cases, "ceiling": (environ("GET", "/", None), 0)}
+    print("ready", flush=True)
+    for line in sys.stdin:
+        name, calls = line.split()
+        env, _ = cases[name]
+        target = ceiling_app if name == "ceiling" else app
+        print(f"{per_call_us(target, env, int(calls)):.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=["me", "record", "list", "post"])
     parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--serve", action="store_true", help="answer bench/compare.py")
     args = parser.parse_args()
     url, schema = database_url()
     try:
@@ -146,6 +158,9 @@ def main() -> None:
         cases = scenarios(token, record_id)
         for env, _ in cases.values():
             assert call(app, env) in (200, 201), env["PATH_INFO"]
+        if args.serve:
+            serve(app, cases)
+            return
         if args.profile:
             from pyinstrument import Profiler
 
