@@ -6,9 +6,11 @@ Core statements (they run in AUTOCOMMIT, each its own transaction), and no parsi
 prepares a statement on its fifth use on a connection, and keeps it until a ROLLBACK).
 """
 
+import contextlib
 import os
 import select
 import sqlite3
+from collections.abc import Iterator
 
 import orjson
 import psycopg
@@ -96,10 +98,11 @@ class RequestConnection(Connection):
     """A request's Core connection: on PostgreSQL in AUTOCOMMIT, and a first read that finds
     the connection dropped by the server is run again, once, on a new connection.
 
-    Every write on it is one statement that commits at once (api/records.py, api/tokens.py), so
-    AUTOCOMMIT changes no outcome, and saves the BEGIN and the ROLLBACK that also made psycopg
-    forget its prepared statements. The retry is safe because nothing was written yet: the
-    statement that failed is the connection's first in this request, and a SELECT.
+    A write of one statement commits at once (api/tokens.py), so AUTOCOMMIT changes no
+    outcome, and saves the BEGIN and the ROLLBACK that also made psycopg forget its prepared
+    statements; writes of several statements run in `transaction` (a record and its change).
+    The retry is safe because nothing was written yet: the statement that failed is the
+    connection's first in this request, and a SELECT.
     """
 
     _used = False
@@ -118,6 +121,24 @@ class RequestConnection(Connection):
                 raise
         self.rollback()  # ends the failed connection's transaction; the next use reconnects
         return self.autocommit()._execute_context(*args, **kw)
+
+
+@contextlib.contextmanager
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """Statements that commit together, or not at all (a record write and its entry in the
+    change log, under the log's lock): on PostgreSQL the request's AUTOCOMMIT connection
+    leaves AUTOCOMMIT until the block ends. The block commits; one that raises rolls back."""
+    if conn.dialect.name != "postgresql":
+        yield conn
+        return
+    conn.commit()  # ends the connection's bookkeeping of AUTOCOMMIT statements
+    conn.execution_options(isolation_level="READ COMMITTED")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+        conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _reads_only(statement: str | None) -> bool:

@@ -172,9 +172,9 @@ def create(caller, collection: str, data: dict) -> dict:
         "created_at": now,
         "updated_at": now,
     }
-    conn = database.connection()
-    conn.execute(_INSERT, record)
-    _commit(conn, [changes.created(record)])
+    with database.transaction(database.connection()) as conn:
+        conn.execute(_INSERT, record)
+        _commit(conn, [changes.created(record)])
     return {**record, "access": "owner"}
 
 
@@ -186,10 +186,10 @@ def _commit(conn, logged: list[dict]) -> None:
 
 
 def delete_collection(owner_id: uuid.UUID, collection: str) -> None:
-    conn = database.connection()
     stmt = sa.delete(_records).where(_c.owner_id == owner_id, _c.collection == collection)
-    gone = conn.execute(stmt.returning(*_records.c)).mappings().all()
-    _commit(conn, [changes.deleted(record) for record in gone])
+    with database.transaction(database.connection()) as conn:
+        gone = conn.execute(stmt.returning(*_records.c)).mappings().all()
+        _commit(conn, [changes.deleted(record) for record in gone])
 
 
 def delete_all_of(conn, owner_id: uuid.UUID) -> list[RowMapping]:
@@ -234,10 +234,12 @@ def _update(caller, where: tuple, versions, new_data) -> dict:
             raise Forbidden("You may read this record but not change it.")
         if versions is not None and current["version"] not in versions:
             _stale()
-        record = _write(caller, *where, new_data(current["data"]), {current["version"]})
-        if record is not None:
-            _commit(conn, [changes.updated(current, record)])
-            return record
+        data = new_data(current["data"])
+        with database.transaction(conn):
+            record = _write(caller, *where, data, {current["version"]})
+            if record is not None:
+                _commit(conn, [changes.updated(current, record)])
+                return record
         conn.rollback()
     raise Conflict("The record is being changed by others; retry the request.")
 
@@ -249,11 +251,12 @@ def delete(caller, collection, record_id, versions) -> None:
     stmt = sa.delete(_records).where(_c.id == record_id, _c.collection == collection, deletable)
     if versions is not None:
         stmt = stmt.where(_c.version.in_(sorted(versions)))
-    conn = database.connection()
-    gone = conn.execute(stmt.returning(*_records.c)).mappings().first()
-    if gone is None:
-        _refused(caller, collection, record_id, deletable)
-    _commit(conn, [changes.deleted(gone)])
+    with database.transaction(database.connection()) as conn:
+        gone = conn.execute(stmt.returning(*_records.c)).mappings().first()
+        if gone is not None:
+            _commit(conn, [changes.deleted(gone)])
+            return
+    _refused(caller, collection, record_id, deletable)
 
 
 def _identifies(caller, collection, record_id) -> tuple:

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from helpers import API, UNKNOWN_ID, assert_problem
 from sse import Stream
 
-from api import changes
+from api import changes, database
 from api.extensions import db
-from api.models import Change
+from api.models import Change, Record
 
 
 def watch(client, account, collection="tasks", *, query="", headers=None) -> Stream:
@@ -501,3 +501,24 @@ def test_a_public_collections_stream_needs_no_token(client, accounts):
 def test_a_private_collections_stream_needs_a_token(client):
     assert_problem(client.get(f"{API}/data/tasks/changes", buffered=False), 401)
     assert_problem(client.get(f"{API}/changes?collections=tasks", buffered=False), 401)
+
+
+def test_a_record_and_its_change_commit_together_on_the_requests_connection(app, user):
+    """On PostgreSQL the request's connection runs in AUTOCOMMIT; a record write and its log
+    entry leave it for one transaction, so a failure between them leaves neither."""
+    entry = _entry(7)
+    with app.test_request_context():
+        conn = database.connection()
+        with pytest.raises(RuntimeError), database.transaction(conn):
+            record = {**_record_of(entry), "owner_id": uuid.UUID(user.id)}
+            conn.execute(sa.insert(Record.__table__), record)
+            changes.append(conn, [entry])
+            raise RuntimeError("the request fails before its commit")
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Change)) == 0
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Record)) == 0
+
+
+def _record_of(entry: dict) -> dict:
+    names = ("collection", "owner_id", "version", "created_at", "updated_at", "data")
+    return {"id": entry["record_id"], **{name: entry[name] for name in names}}
