@@ -1,15 +1,20 @@
 """A count takes the hit and reads the window in one step: the same answers, remaining hits and
 reset times as limits' own sliding-window strategy (`hit`, then `get_window_stats`)."""
 
+import os
 import random
 import time
+import uuid
 
 import pytest
 from limits import parse
+from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from api.counters import SQLiteStorage
 from api.ratelimit import Tier, _SweptMemoryStorage
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 
 
 @pytest.mark.parametrize("storage", ["file", "memory"])
@@ -39,3 +44,20 @@ def test_a_count_bigger_than_the_limit_is_refused_without_counting(tmp_path):
     storage = SQLiteStorage(str(tmp_path / "counters.sqlite3"))
     assert storage.count("k", 3, 60, amount=4)[0] is False
     assert storage.count("k", 3, 60, amount=3)[0] is True
+
+
+@pytest.mark.skipif(not TEST_REDIS_URL, reason="needs Redis (TEST_REDIS_URL)")
+def test_a_count_in_redis_shows_the_window_limits_reads_there():
+    storage = storage_from_string(TEST_REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    tier, limit = Tier("Redis", storage), parse("5/minute")
+    identifiers = ("coffer-test", "api", uuid.uuid4().hex)
+    reference = SlidingWindowCounterRateLimiter(storage)
+    try:
+        for hit in range(7):
+            window = tier.count(limit, identifiers)
+            reset, remaining = reference.get_window_stats(limit, *identifiers)
+            assert window.allowed == (hit < 5)
+            assert window.remaining == remaining == max(0, 4 - hit)
+            assert window.reset == pytest.approx(reset, abs=0.5)
+    finally:
+        reference.clear(limit, *identifiers)
