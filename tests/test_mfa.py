@@ -8,7 +8,6 @@ from xml.etree import ElementTree
 import jwt
 import pyotp
 import pytest
-from conftest import Accounts
 from helpers import API, PASSWORD, assert_problem, assert_unauthorized, bearer, log_in
 from mailed import RESET_CONFIRM, RESETS, event_types, events_of, last_mail, proof
 
@@ -276,9 +275,9 @@ def test_a_deactivated_user_cannot_finish_the_second_step(client, enrolled, admi
     assert_unauthorized(second_step(client, mfa_token, code=enrolled.code()))
 
 
-def test_wrong_codes_count_under_the_accounts_log_in_limit(make_app, frozen_clock):
+def test_wrong_codes_count_under_the_accounts_log_in_limit(make_app, accounts_for, frozen_clock):
     app = make_app(COFFER_RATE_LIMIT_AUTH="6/minute")
-    client, account = app.test_client(), Accounts(app).create()
+    client, account = app.test_client(), accounts_for(app).create()
     secret, _ = _enrol_directly(client, account, frozen_clock)  # password + code: 2 attempts
     frozen_clock.advance(30)
     mfa_token = challenge(client, account)  # the 3rd
@@ -473,9 +472,11 @@ def mail_app(make_app, smtp_sink):
     return make_app(**smtp_sink.config)
 
 
-def test_a_password_reset_by_mail_does_not_turn_mfa_off(mail_app, smtp_sink, frozen_clock):
+def test_a_password_reset_by_mail_does_not_turn_mfa_off(
+    mail_app, accounts_for, smtp_sink, frozen_clock
+):
     client = mail_app.test_client()
-    account = Accounts(mail_app).create()
+    account = accounts_for(mail_app).create()
     secret, _ = _enrol_directly(client, account, frozen_clock)
     frozen_clock.advance(30)
     assert client.post(RESETS, json={"email": account.email}).status_code == 202
