@@ -15,7 +15,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -26,7 +25,6 @@ def start(tree: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
     worker = subprocess.Popen(
         [sys.executable, str(HERE / "inprocess.py"), "--serve"],
-        cwd=tempfile.mkdtemp(prefix="coffer-compare-"),
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
