@@ -10,8 +10,9 @@ from harness import METRICS
 from traffic import Load, log_in, sign_up
 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
-# Requests in flight on the killed worker: one per thread of a sync worker, with some slack.
-MAX_DROPPED = 3
+# Requests in flight on the killed worker: a gthread worker holds every connection it has
+# accepted, about half of the 8 clients' with 2 workers; with some slack, never all of them.
+MAX_DROPPED = 6
 
 
 def test_a_killed_worker_is_replaced_and_only_its_in_flight_requests_fail(fleet, shared_env):
