@@ -60,6 +60,15 @@ def on_starting(server):
         _import_coffer()
 
 
+def post_worker_init(worker):
+    """Each worker's mail sender starts with the worker rather than at its first request: an
+    instance restarted with mail in its outbox sends it even before any traffic arrives."""
+    app = getattr(worker, "wsgi", None)
+    sender = getattr(app, "extensions", {}).get("coffer_mail_sender")
+    if sender is not None:
+        sender.ensure_running()
+
+
 def _bootstrap_admin():
     """The first admin (API.md: Users), here so that it runs once per start of the service
     rather than in every worker. Before _import_coffer: its gc.collect() then frees the app

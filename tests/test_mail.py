@@ -5,12 +5,14 @@ gives up after COFFER_MAIL_RETRY_FOR; templates, transports, TLS, the thread and
 import logging
 import smtplib
 import threading
+import uuid
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
 import pytest
 import sqlalchemy as sa
 from flask_migrate.cli import db as db_commands
+from gunicorn_run import coffer_env, free_port, migrate, start_gunicorn, stop_gunicorn
 from smtp_sink import code_in, html_of, text_of, token_in
 
 from api import mail
@@ -579,3 +581,40 @@ def test_backoff_doubles_from_five_seconds_to_at_most_five_minutes():
 def test_the_outbox_model_matches_its_migration(app):
     result = app.test_cli_runner().invoke(db_commands, ["check"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_started_instance_sends_waiting_mail_before_any_request(tmp_path, smtp_sink):
+    """gunicorn's workers start their senders at boot: mail left in the outbox by an instance
+    that went down is sent by the next one even while no request has come in."""
+    database_url = f"sqlite:///{tmp_path / 'coffer.db'}"
+    env = coffer_env(
+        DATABASE_URL=database_url,
+        COFFER_BIND=f"127.0.0.1:{free_port()}",
+        COFFER_MAIL_URL=smtp_sink.url,
+        WEB_CONCURRENCY="1",
+        XDG_RUNTIME_DIR=str(tmp_path),
+    )
+    migrate(env)
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:  # what an instance committed before it went down
+        now = utcnow().replace(tzinfo=None)
+        conn.execute(
+            sa.insert(OutboxMail.__table__),
+            {
+                "id": uuid.uuid4(),
+                "recipient": "waiting@example.com",
+                "template": "email_change_notice",
+                "context": {"email": "waiting@example.com", "new_email": "new@example.com"},
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            },
+        )
+    engine.dispose()
+    with open(tmp_path / "gunicorn.log", "wb") as log:
+        process = start_gunicorn(env, log)
+        try:
+            (message,) = smtp_sink.wait_for(1, timeout=30)
+        finally:
+            stop_gunicorn(process)
+    assert message["To"] == "waiting@example.com"

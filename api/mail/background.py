@@ -1,7 +1,8 @@
-"""Where the sender runs: a daemon thread in each process that serves requests, started by
-the process's first request. Not at create_app: gunicorn's master builds an app to bootstrap
-the admin and then forks the workers (a thread would run on in the master and in no worker),
-and `flask` commands build one too. Any one running sender drains the whole outbox.
+"""Where the sender runs: a daemon thread in each process that serves requests, started when
+a gunicorn worker has booted (gunicorn.conf.py `post_worker_init`), else by the process's first
+request. Not at create_app: gunicorn's master builds an app to bootstrap the admin and then
+forks the workers (a thread would run on in the master and in no worker), and `flask`
+commands build one too. Any one running sender drains the whole outbox.
 
 The thread delivers every POLL_SECONDS, and at once when this process commits mail
 (api.mail.outbox.committed). It survives errors (logged; it pauses longer while they last),
