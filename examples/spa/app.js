@@ -24,6 +24,8 @@ let refreshing = null;
 const etags = new Map();
 // The second log-in step under way, in memory only: {token, wrongCodes, expiresAt}.
 let challenge = null;
+// Which notes the list shows: "all" (everything the user may read), "own" or "shared".
+let scope = "all";
 
 // --- configuration -------------------------------------------------------------------------
 
@@ -65,6 +67,7 @@ function keepTokens(body) {
 }
 
 function forgetTokens() {
+  stopLive();
   tokens = null;
   user = null;
   etags.clear();
@@ -196,6 +199,7 @@ function render() {
   if (loggedIn) {
     $("#user-name").textContent = user.name || "(no name)";
     $("#user-email").textContent = `<${user.email}>`;
+    $("#user-id").textContent = user.id;
     const verified = user.email_verified === true;
     $("#email-state").textContent = verified ? "confirmed" : "not confirmed";
     $("#email-state").dataset.verified = String(verified);
@@ -208,24 +212,82 @@ function render() {
   }
 }
 
+// What a note's badge says about the user's access to it (API.md: Sharing data).
+const ACCESS_LABELS = {
+  owner: "",
+  write: "shared with you: may edit",
+  read: "shared with you: read-only",
+};
+
 function noteItem(record) {
   const item = $("#note-template").content.firstElementChild.cloneNode(true);
+  fillNote(item, record);
+  return item;
+}
+
+// Show `record` in its list item, in place: an open Share panel stays open.
+function fillNote(item, record) {
   const data = record.data || {};
   const done = data.done === true;
+  const access = record.access || "owner";
   item.dataset.id = record.id;
+  item.dataset.version = String(record.version);
+  item.dataset.createdAt = record.created_at;
+  item.dataset.access = access;
+  item.dataset.done = String(done);
   item.classList.toggle("done", done);
   item.querySelector(".title").textContent = String(data.title ?? "(untitled)");
-  item.querySelector(".done").checked = done;
-  return item;
+  const box = item.querySelector(".done");
+  box.checked = done;
+  box.disabled = access === "read";
+  box.title = access === "read" ? "Shared with you read-only" : "";
+  const badge = item.querySelector(".access");
+  badge.textContent = ACCESS_LABELS[access] ?? access;
+  badge.dataset.access = access;
+  badge.hidden = access === "owner";
+  item.querySelector(".delete").hidden = access !== "owner";
+  item.querySelector(".share").hidden = access !== "owner";
+}
+
+function noteRow(id) {
+  return Array.from($("#notes").children).find((item) => item.dataset.id === id) || null;
 }
 
 function showNotes(records, { append }) {
   const list = $("#notes");
-  const items = records.map(noteItem);
-  if (append) list.append(...items);
-  else list.replaceChildren(...items);
-  $("#empty").hidden = list.children.length > 0;
+  if (append) {
+    // A note that a change already put on the list is updated, not listed twice.
+    for (const record of records) {
+      const item = noteRow(record.id);
+      if (item) fillNote(item, record);
+      else list.append(noteItem(record));
+    }
+  } else {
+    list.replaceChildren(...records.map(noteItem));
+  }
+  showEmpty();
   $("#more").hidden = !nextCursor;
+}
+
+function showEmpty() {
+  $("#empty").hidden = $("#notes").children.length > 0;
+}
+
+// A note that the list does not show yet, where `-created_at` puts it. One older than the
+// last note loaded waits for "Load more", which would list it again otherwise.
+function insertNote(record) {
+  const list = $("#notes");
+  const rows = Array.from(list.children);
+  const before = rows.find((item) => item.dataset.createdAt < record.created_at);
+  if (before) list.insertBefore(noteItem(record), before);
+  else if (!nextCursor) list.append(noteItem(record));
+  showEmpty();
+}
+
+function removeNote(item) {
+  etags.delete(item.dataset.id);
+  item.remove();
+  showEmpty();
 }
 
 // --- actions -------------------------------------------------------------------------------
@@ -280,7 +342,7 @@ async function startSession(issued) {
   keepTokens(issued);
   $("#password").value = "";
   await loadUser();
-  await loadNotes();
+  await openNotes();
 }
 
 async function loadUser() {
@@ -289,14 +351,33 @@ async function loadUser() {
   render();
 }
 
+// The list first follows the change stream, then loads: a change made while the page loads
+// arrives on the stream, so none falls between the two.
+async function openNotes() {
+  await startLive();
+  await loadNotes();
+}
+
 async function loadNotes({ more = false } = {}) {
-  const query = new URLSearchParams({ sort: "-created_at", limit: String(PAGE_SIZE) });
+  const query = new URLSearchParams({
+    scope,
+    sort: "-created_at",
+    limit: String(PAGE_SIZE),
+  });
   if (more && nextCursor) query.set("cursor", nextCursor);
-  const response = await call("GET", `/api/v1/data/${COLLECTION}?${query}`);
-  const page = await response.json();
-  nextCursor = page.next_cursor;
-  showNotes(page.items, { append: more });
-  return page.items.length;
+  // Changes that arrive while the page is on its way are applied to it once it is shown: it
+  // may have been read before they were made.
+  live.loading += 1;
+  try {
+    const response = await call("GET", `/api/v1/data/${COLLECTION}?${query}`);
+    const page = await response.json();
+    nextCursor = page.next_cursor;
+    showNotes(page.items, { append: more });
+    return page.items.length;
+  } finally {
+    live.loading -= 1;
+    if (live.loading === 0) applyQueuedChanges();
+  }
 }
 
 async function addNote() {
@@ -309,8 +390,10 @@ async function addNote() {
   });
   const record = await response.json();
   rememberEtag(record.id, response);
-  $("#notes").prepend(noteItem(record));
-  $("#empty").hidden = true;
+  const item = noteRow(record.id); // the change stream may have been quicker
+  if (item) fillNote(item, record);
+  else $("#notes").prepend(noteItem(record));
+  showEmpty();
   $("#new-title").value = "";
   say(`Added "${title}".`, "ok");
 }
@@ -333,7 +416,8 @@ async function etagOf(id) {
   return etags.get(id);
 }
 
-async function conditionalWrite(id, method, body) {
+async function conditionalWrite(item, method, body) {
+  const id = item.dataset.id;
   const etag = await etagOf(id);
   try {
     return await call(method, `/api/v1/data/${COLLECTION}/${id}`, {
@@ -346,26 +430,39 @@ async function conditionalWrite(id, method, body) {
       etags.delete(id);
       await loadNotes();
     }
+    if (error.status === 403) throw await refused(item, method);
     throw error;
   }
 }
 
+// A 403 on a write: the note is shared with the user, who may read it but not do this (the
+// owner made the grant read-only meanwhile, say). The note shows its access as it is now.
+async function refused(item, method) {
+  const title = item.querySelector(".title").textContent;
+  try {
+    const response = await call("GET", `/api/v1/data/${COLLECTION}/${item.dataset.id}`);
+    rememberEtag(item.dataset.id, response);
+    fillNote(item, await response.json());
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    removeNote(item); // not shared with the user any more
+  }
+  if (method === "DELETE") return new ApiError(403, `Only its owner can delete "${title}".`);
+  return new ApiError(403, `"${title}" is shared with you read-only: you cannot change it.`);
+}
+
 async function setDone(item, done) {
-  const id = item.dataset.id;
-  const response = await conditionalWrite(id, "PATCH", { data: { done } });
+  const response = await conditionalWrite(item, "PATCH", { data: { done } });
   const record = await response.json();
-  rememberEtag(id, response);
-  item.replaceWith(noteItem(record));
+  rememberEtag(record.id, response);
+  fillNote(item, record);
   say(`Marked "${record.data.title}" as ${done ? "done" : "not done"}.`, "ok");
 }
 
 async function deleteNote(item) {
-  const id = item.dataset.id;
   const title = item.querySelector(".title").textContent;
-  await conditionalWrite(id, "DELETE");
-  etags.delete(id);
-  item.remove();
-  $("#empty").hidden = $("#notes").children.length > 0;
+  await conditionalWrite(item, "DELETE");
+  removeNote(item);
   say(`Deleted "${title}".`, "ok");
 }
 
@@ -375,6 +472,7 @@ async function refreshNow() {
 }
 
 async function logOut() {
+  stopLive(); // before the session ends, which would end the stream anyway
   let warning = null;
   try {
     await call("DELETE", "/api/v1/sessions/current");
@@ -385,6 +483,196 @@ async function logOut() {
   render();
   if (warning) say(`Logged out on this page, but the server said: ${warning}`, "error");
   else say("Logged out.", "ok");
+}
+
+// --- live list: the change feed (Server-Sent Events) --------------------------------------
+
+// After a dropped stream, the next try waits this long (ms), and longer after each failure.
+const LIVE_RETRY_MS = [500, 1000, 2000, 5000, 10000, 30000];
+const CHANGES = ["created", "updated", "deleted"];
+
+// The change stream of the list's scope. An EventSource cannot send the bearer token, so each
+// one opens with a single-use ticket; a spent ticket cannot reopen it, so when the stream
+// drops the page gets a fresh ticket and resumes after the last event it saw.
+const live = {
+  source: null,
+  lastEventId: null, // of the last event seen: where a reopened stream resumes
+  dropped: false, // a stream was lost: the next one resumes, or the list reloads
+  failures: 0, // tries in a row that failed: how long the next one waits
+  timer: null,
+  generation: 0, // bumped by stopLive: a stream's late callbacks then do nothing
+  loading: 0, // list pages on their way: changes wait in `queued` meanwhile
+  queued: [],
+};
+
+function showLive(state, text) {
+  $("#live").dataset.state = state;
+  $("#live").textContent = text;
+}
+
+function stopLive() {
+  live.generation += 1;
+  clearTimeout(live.timer);
+  live.timer = null;
+  if (live.source) live.source.close();
+  live.source = null;
+  live.lastEventId = null;
+  live.dropped = false;
+  live.failures = 0;
+  live.queued = [];
+  showLive("off", "");
+}
+
+// A new stream of the list's scope, from now on. Resolves once it is open or has failed
+// (it keeps trying meanwhile): the list loads either way.
+function startLive() {
+  stopLive();
+  showLive("connecting", "Connecting…");
+  return connectLive(live.generation);
+}
+
+async function connectLive(generation) {
+  try {
+    await openStream(generation);
+  } catch (error) {
+    if (!tokens && error.status === 401 && !$("#app-panel").hidden) {
+      // The session has ended (revoked, or the account deleted): the page is logged out.
+      render();
+      say(error.message, "error");
+      return;
+    }
+    if (generation === live.generation) streamFailed(generation);
+  }
+}
+
+async function openStream(generation) {
+  const response = await call("POST", "/api/v1/stream-tickets");
+  const { ticket } = await response.json();
+  if (generation !== live.generation) return; // stopped (logged out, another scope) meanwhile
+  const query = new URLSearchParams({ scope, ticket });
+  if (live.lastEventId) query.set("last_event_id", live.lastEventId);
+  const source = new EventSource(`${API}/api/v1/data/${COLLECTION}/changes?${query}`);
+  live.source = source;
+  for (const kind of CHANGES) {
+    source.addEventListener(kind, (event) => {
+      if (generation !== live.generation) return;
+      live.lastEventId = event.lastEventId;
+      const change = JSON.parse(event.data);
+      if (change.collection !== COLLECTION) return;
+      if (live.loading > 0) live.queued.push({ kind, change });
+      else applyChange(kind, change);
+    });
+  }
+  // The server could not resume after our last event (too old, say): reload, then follow.
+  source.addEventListener("reset", (event) => {
+    if (generation !== live.generation) return;
+    live.lastEventId = event.lastEventId;
+    run(null, async () => {
+      await loadNotes();
+      say("The list was reloaded: the live updates could not resume where they stopped.");
+    });
+  });
+  await new Promise((resolve) => {
+    source.onopen = () => {
+      live.failures = 0;
+      showLive("on", "Live");
+      // A stream lost before its first event has no position to resume from: the new one
+      // starts now, so the list reloads to show what changed in between.
+      if (live.dropped && !live.lastEventId) run(null, () => loadNotes());
+      live.dropped = false;
+      resolve();
+    };
+    // Dropped (the server restarted, the network went away) or refused: EventSource would
+    // retry with the spent ticket, which is refused for good (readyState CLOSED), so the page
+    // closes it now and reopens it with a fresh ticket.
+    source.onerror = () => {
+      source.close();
+      if (generation === live.generation && live.source === source) streamFailed(generation);
+      resolve();
+    };
+  });
+}
+
+function streamFailed(generation) {
+  live.source = null;
+  live.dropped = true;
+  const wait = LIVE_RETRY_MS[Math.min(live.failures, LIVE_RETRY_MS.length - 1)];
+  live.failures += 1;
+  showLive("reconnecting", "Reconnecting…");
+  clearTimeout(live.timer);
+  live.timer = setTimeout(() => connectLive(generation), wait);
+}
+
+// One change of a note, as the list shows it: by record id; a note that left the list's view
+// (`matches: false`) or was deleted goes.
+function applyChange(kind, { record, matches }) {
+  const item = noteRow(record.id);
+  if (kind === "deleted" || !matches) {
+    if (item) removeNote(item);
+    return;
+  }
+  if (!item) {
+    insertNote(record);
+    return;
+  }
+  if (Number(item.dataset.version) >= record.version) return; // shown already
+  etags.delete(record.id); // changed elsewhere: the next write asks for the new ETag
+  fillNote(item, record);
+}
+
+function applyQueuedChanges() {
+  const queued = live.queued;
+  live.queued = [];
+  for (const { kind, change } of queued) applyChange(kind, change);
+}
+
+// --- sharing a note --------------------------------------------------------------------------
+
+// The grants URL of a note: `grantee` is "user:<id>" or "group:<id>".
+function grantsPath(item, grantee = "") {
+  const base = `/api/v1/data/${COLLECTION}/${item.dataset.id}/grants`;
+  return grantee ? `${base}/${encodeURIComponent(grantee).replace("%3A", ":")}` : base;
+}
+
+// A user id as typed or pasted (or "user:…", "group:…") as a grantee.
+function granteeOf(text) {
+  const value = text.trim();
+  return /^(user|group):/.test(value) ? value : `user:${value}`;
+}
+
+function grantItem(grant) {
+  const row = $("#grant-template").content.firstElementChild.cloneNode(true);
+  row.dataset.grantee = grant.grantee;
+  row.querySelector(".grantee-id").textContent = grant.grantee;
+  row.querySelector(".grant-level").value = grant.access;
+  return row;
+}
+
+async function loadGrants(item) {
+  const grants = [];
+  let cursor = null;
+  do {
+    const query = cursor ? `?${new URLSearchParams({ cursor })}` : "";
+    const page = await (await call("GET", grantsPath(item) + query)).json();
+    grants.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  item.querySelector(".grants").replaceChildren(...grants.map(grantItem));
+  item.querySelector(".no-grants").hidden = grants.length > 0;
+}
+
+async function share(item, grantee, access) {
+  await call("PUT", grantsPath(item, grantee), { body: { access } });
+  await loadGrants(item);
+  const title = item.querySelector(".title").textContent;
+  const may = access === "write" ? "read and edit" : "read";
+  say(`${grantee} may ${may} "${title}" now.`, "ok");
+}
+
+async function revoke(item, grantee) {
+  await call("DELETE", grantsPath(item, grantee));
+  await loadGrants(item);
+  say(`"${item.querySelector(".title").textContent}" is no longer shared with ${grantee}.`, "ok");
 }
 
 // --- account e-mail: password reset and address confirmation ------------------------------
@@ -461,7 +749,7 @@ async function confirmEmail() {
   // A confirmed change ends the account's other sessions; if this was one, log in again.
   try {
     await loadUser();
-    await loadNotes();
+    await openNotes();
   } catch (error) {
     render(); // the address is confirmed all the same
     if (!tokens) $("#email").value = confirmed.email;
@@ -767,23 +1055,63 @@ function wire() {
   $("#more").addEventListener("click", () => run($("#more"), () => loadNotes({ more: true })));
   $("#refresh").addEventListener("click", () => run($("#refresh"), refreshNow));
   $("#logout").addEventListener("click", () => run($("#logout"), logOut));
+  $("#scope").addEventListener("change", () =>
+    run($("#scope"), async () => {
+      scope = $("#scope").value;
+      await openNotes();
+    }),
+  );
   $("#notes").addEventListener("change", (event) => {
+    const item = event.target.closest("#notes > li");
+    if (event.target.matches(".grant-level")) {
+      const level = event.target;
+      run(level, () => share(item, level.closest("li").dataset.grantee, level.value));
+      return;
+    }
     if (!event.target.matches(".done")) return;
     const box = event.target;
-    const item = box.closest("li");
-    run(box, async () => {
+    box.disabled = true;
+    run(null, async () => {
       try {
         await setDone(item, box.checked);
       } catch (error) {
-        box.checked = !box.checked;
+        box.checked = item.dataset.done === "true"; // as the page last saw it
         throw error;
+      } finally {
+        box.disabled = item.dataset.access === "read";
       }
     });
   });
   $("#notes").addEventListener("click", (event) => {
-    if (!event.target.matches(".delete")) return;
-    run(event.target, () => deleteNote(event.target.closest("li")));
+    if (event.target.matches(".delete")) {
+      run(event.target, () => deleteNote(event.target.closest("#notes > li")));
+    } else if (event.target.matches(".revoke")) {
+      const button = event.target;
+      run(button, () =>
+        revoke(button.closest("#notes > li"), button.closest("li").dataset.grantee),
+      );
+    }
   });
+  $("#notes").addEventListener("submit", (event) => {
+    if (!event.target.matches(".share-form")) return;
+    event.preventDefault();
+    const form = event.target;
+    const grantee = granteeOf(form.querySelector(".grantee").value);
+    const access = form.querySelector(".grant-access").value;
+    run(form.querySelector(".grant"), async () => {
+      await share(form.closest("#notes > li"), grantee, access);
+      form.querySelector(".grantee").value = "";
+    });
+  });
+  // A note's Share panel lists its grants when it opens ("toggle" does not bubble).
+  $("#notes").addEventListener(
+    "toggle",
+    (event) => {
+      if (!event.target.matches(".share") || !event.target.open) return;
+      run(null, () => loadGrants(event.target.closest("#notes > li")));
+    },
+    true,
+  );
 }
 
 // A mail's link opens /reset-password#token=… or /verify-email#token=…; the page waits for a
@@ -812,7 +1140,7 @@ function start() {
   }
   run(null, async () => {
     await loadUser();
-    await loadNotes();
+    await openNotes();
     say(`Welcome back, ${user.email}.`, "ok");
   });
 }

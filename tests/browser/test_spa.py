@@ -7,6 +7,7 @@ import pytest
 from spa_page import (
     PASSWORD,
     STORED_TOKENS,
+    add_note,
     assert_no_cors_trouble,
     expect,
     fill_credentials,
@@ -32,15 +33,6 @@ REGISTERED = (
     "Registered {}. You can log in now; a mail with a link and a code to confirm the address "
     "is on its way."
 )
-
-
-def add_note(page, title: str):
-    """Add a note through the form; the API's 201 response."""
-    page.fill("#new-title", title)
-    with page.expect_response(is_api_call("POST", "/api/v1/data/notes")) as created:
-        page.click("#add")
-    expect(page.locator("#status")).to_have_text(f'Added "{title}".')
-    return created.value
 
 
 def test_spa_registers_logs_in_edits_notes_refreshes_and_logs_out(
@@ -119,13 +111,22 @@ def test_spa_registers_logs_in_edits_notes_refreshes_and_logs_out(
         ("GET", "/api/v1/users/me", 401),
         ("POST", "/api/v1/sessions/refresh", 200),
         ("GET", "/api/v1/users/me", 200),
+        ("POST", "/api/v1/stream-tickets", 201),  # the live list: its stream, then the list
+        ("GET", "/api/v1/data/notes/changes", 200),
         ("GET", "/api/v1/data/notes", 200),
     ]
 
-    # Log out: the page forgets the tokens and the server refuses the old one.
+    # Log out: the page closes its change stream, forgets the tokens, and the server refuses
+    # the old one.
     old = page.evaluate(STORED_TOKENS)
-    with page.expect_response(is_api_call("DELETE", "/api/v1/sessions/current")) as logout:
+    expect(page.locator("#live")).to_have_text("Live")
+    with (
+        page.expect_event("requestfailed", lambda r: "/data/notes/changes?" in r.url) as closed,
+        page.expect_response(is_api_call("DELETE", "/api/v1/sessions/current")) as logout,
+    ):
         page.click("#logout")
+    assert closed.value.failure == "net::ERR_ABORTED"
+    expect(page.locator("#live")).to_be_hidden()
     expect(status).to_have_text("Logged out.")
     assert logout.value.status == 204
     expect(page.locator("#auth-panel")).to_be_visible()
