@@ -129,6 +129,7 @@ class Coffer:
     port: int
     process: subprocess.Popen
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def url(self) -> str:
@@ -184,6 +185,23 @@ class Coffer:
     def stop(self) -> None:
         stop_gunicorn(self.process)
 
+    def restart(self) -> None:
+        """Stop gunicorn (SIGTERM: its change streams end at once), then start it again on the
+        same port and database, as a deployment does; return once it answers."""
+        self.stop()
+        with open(self.log_path, "ab") as log:
+            self.process = start_gunicorn(self.env, log)
+        _wait_until_it_answers(self)
+
+
+def _wait_until_it_answers(coffer: Coffer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not coffer.answers():
+        if coffer.process.poll() is not None or time.monotonic() > deadline:
+            coffer.stop()
+            pytest.fail(f"gunicorn did not start on port {coffer.port}:\n{coffer.log()}")
+        time.sleep(0.1)
+
 
 def start_coffer(work_dir: Path, *, cors_origins: str, **settings: str) -> Coffer:
     """Migrate a fresh SQLite database, start gunicorn on a free port, wait for /healthz.
@@ -203,13 +221,8 @@ def start_coffer(work_dir: Path, *, cors_origins: str, **settings: str) -> Coffe
     log_path = run_dir / "gunicorn.log"
     with open(log_path, "wb") as log:
         process = start_gunicorn(env, log)
-    coffer = Coffer(port=port, process=process, log_path=log_path)
-    deadline = time.monotonic() + START_TIMEOUT
-    while not coffer.answers():
-        if process.poll() is not None or time.monotonic() > deadline:
-            coffer.stop()
-            pytest.fail(f"gunicorn did not start on port {port}:\n{coffer.log()}")
-        time.sleep(0.1)
+    coffer = Coffer(port=port, process=process, log_path=log_path, env=env)
+    _wait_until_it_answers(coffer)
     return coffer
 
 
@@ -336,16 +349,11 @@ def screenshots():
     return folder
 
 
-@pytest.fixture
-def page(request, browser, browser_log, screenshots):
-    """A page in a fresh context (no storage shared between tests) that reports to browser_log.
-
-    When the test fails, the page's last state is saved as screenshots/failed-<test>.png.
-    """
+def _open_tab(browser, log: BrowserLog):
+    """A page in a fresh context (no storage shared with any other) that reports to `log`."""
     context = browser.new_context(viewport={"width": 1000, "height": 800})
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     tab = context.new_page()
-    log = browser_log
     tab.on("console", lambda message: log.console.append(f"{message.type}: {message.text}"))
     tab.on("pageerror", lambda error: log.page_errors.append(str(error)))
     tab.on(
@@ -354,8 +362,41 @@ def page(request, browser, browser_log, screenshots):
             f"{request.method} {request.url}: {request.failure}"
         ),
     )
-    yield tab
+    return tab
+
+
+def _photograph_if_failed(request, screenshots, tab, name: str = "") -> None:
     if getattr(request.node, "call_failed", False):
-        name = re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
-        tab.screenshot(path=screenshots / f"failed-{name}.png")
-    context.close()
+        test = re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
+        tab.screenshot(path=screenshots / f"failed-{test}{name}.png")
+
+
+@pytest.fixture
+def page(request, browser, browser_log, screenshots):
+    """A page in a fresh context (no storage shared between tests) that reports to browser_log.
+
+    When the test fails, the page's last state is saved as screenshots/failed-<test>.png.
+    """
+    tab = _open_tab(browser, browser_log)
+    yield tab
+    _photograph_if_failed(request, screenshots, tab)
+    tab.context.close()
+
+
+@pytest.fixture
+def other_pages(request, browser, screenshots):
+    """More pages for a test with several users or devices: `other_pages()` opens one in a
+    fresh context of its own (another browser, as far as the page can tell) and returns it with
+    its BrowserLog. Photographed like `page` (failed-<test>-<n>.png) and closed at the end."""
+    opened: list = []
+
+    def open_page():
+        log = BrowserLog()
+        tab = _open_tab(browser, log)
+        opened.append(tab)
+        return tab, log
+
+    yield open_page
+    for number, tab in enumerate(opened, start=2):
+        _photograph_if_failed(request, screenshots, tab, f"-{number}")
+        tab.context.close()
