@@ -384,8 +384,10 @@ class Hub:
                 stream.position = through
                 continue
             with self.changed:
+                # Until a change, an end (both notify) or the heartbeat: a waiting stream
+                # wakes no more than that, so hundreds of them leave the GIL to requests.
                 if self.head <= stream.position and not stream.ended.is_set():
-                    self.changed.wait(min(1.0, max(heartbeat - time.monotonic(), 0.0)))
+                    self.changed.wait(max(heartbeat - time.monotonic(), 0.0))
             if time.monotonic() >= heartbeat:
                 heartbeat = time.monotonic() + HEARTBEAT_SECONDS
                 yield Event(comment="keep-alive")

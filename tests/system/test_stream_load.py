@@ -47,7 +47,9 @@ def test_500_open_streams_keep_80_percent_of_throughput_and_the_cap_holds(fleet,
     headers = {"Authorization": f"Bearer {account.access_token}"}
 
     requests_per_second(instance, account.access_token)  # warm-up: every worker's first requests
-    alone = requests_per_second(instance, account.access_token)
+    # Each state is measured twice and its better run counts: other work on this machine
+    # (a shared 2-core host) slows a run at random, and must not decide the ratio.
+    alone = [requests_per_second(instance, account.access_token)]
     before = memory_kib(instance)
 
     streams = []
@@ -63,7 +65,7 @@ def test_500_open_streams_keep_80_percent_of_throughput_and_the_cap_holds(fleet,
         refused.close()
         time.sleep(1)  # the streams settle: every one waits for changes
         held = memory_kib(instance)
-        with_streams = requests_per_second(instance, account.access_token)
+        with_streams = [requests_per_second(instance, account.access_token) for _ in range(2)]
 
         # Every stream is still open and live: a write reaches a sample of them at once.
         write = instance.call(
@@ -75,7 +77,9 @@ def test_500_open_streams_keep_80_percent_of_throughput_and_the_cap_holds(fleet,
     finally:
         for stream in streams:
             stream.close()
+    alone.append(requests_per_second(instance, account.access_token))
 
+    alone, with_streams = max(alone), max(with_streams)
     ratio = with_streams / alone
     per_stream = (held - before) / STREAMS
     METRICS.append(
