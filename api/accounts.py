@@ -6,7 +6,7 @@ import uuid
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from api import changes, feed, link_tokens, mfa, ratelimit, records
+from api import feed, link_tokens, mfa, ratelimit, records
 from api.email_address import normalise_email
 from api.errors import Conflict, NotFound
 from api.events import emit
@@ -200,7 +200,7 @@ def delete_user(user: User, *, by: uuid.UUID) -> None:
     gone = records.delete_all_of(db.session.connection(), user_id)
     db.session.delete(user)
     db.session.flush()
-    feed.log(db.session.connection(), [changes.deleted(record) for record in gone])
+    feed.log(db.session.connection(), gone)
     db.session.commit()
     feed.announce()
     emit("user_deleted", user_id=user_id, **actor)

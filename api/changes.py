@@ -19,6 +19,7 @@ after the fact (writers insert unnumbered rows in parallel; one process at a tim
 visible ones in id order), at the cost of a second write per batch.
 """
 
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
@@ -54,13 +55,15 @@ def updated(before: Mapping, after: Mapping) -> dict:
     )
 
 
-def deleted(before: Mapping) -> dict:
+def deleted(before: Mapping, readers: Iterable[uuid.UUID] = ()) -> dict:
+    """A deletion; `readers`: the users its grants let read it just before (they get it too)."""
     entry = _entry(
         "deleted",
         before,
         data=None,
         previous=before["data"],
         previous_updated_at=before["updated_at"],
+        readers=sorted(str(reader) for reader in readers) or None,
     )
     entry["updated_at"] = entry["occurred_at"]
     return entry
@@ -76,6 +79,7 @@ def _entry(kind: str, record: Mapping, **values) -> dict:
         "created_at": record["created_at"],
         "updated_at": record["updated_at"],
         "occurred_at": utcnow(),
+        "readers": None,
         **values,
     }
 
@@ -192,11 +196,14 @@ def view(
         *(column.label(name) for name, column in _AFTER.items()),
         as_of(access, _AFTER).label("access"),
         _flag(after).label("matches"),
+        _flag(as_of(visible, _AFTER)).label("visible"),
+        _c.readers,
     ).where(
         _c.id > sa.bindparam("after"),
         _c.id <= sa.bindparam("through"),
         _c.collection.in_(sorted(set(collections))),
-        as_of(visible, _AFTER),
+        # A deletion with readers may be a grantee's (api/feed.py checks whose).
+        sa.or_(as_of(visible, _AFTER), _c.readers.is_not(None)),
     )
     if conditions:
         stmt = stmt.where(sa.or_(_flag(after), _flag(before)))

@@ -417,7 +417,8 @@ class Hub:
                 if stream.ended.is_set():
                     return
                 stream.position = row["change_id"]
-                yield _event(row)
+                if row["visible"] or _was_a_reader(stream, row):
+                    yield _event(row)
             if len(rows) < PAGE:
                 return
 
@@ -450,6 +451,13 @@ def _statement(stream: Stream, dialect: str) -> sa.Select:
         conditions=[compiler.condition(f) for f in stream.listing.filters],
         collections=stream.collections,
     )
+
+
+def _was_a_reader(stream: Stream, row) -> bool:
+    """A deletion reaches its grantees of just before (in the scopes that show shared records)."""
+    if stream.caller is None or stream.scope == "own" or not row["readers"]:
+        return False
+    return str(stream.caller.id) in row["readers"]
 
 
 def _event(row) -> Event:

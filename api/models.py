@@ -360,6 +360,9 @@ class Change(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     previous_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # A deletion's grantees (user ids, directly or through a group): its grants go with the
+    # record, and the deletion must still reach whoever could read the record just before.
+    readers: Mapped[list | None] = mapped_column(sa.JSON(none_as_null=True))
 
     __table_args__ = (
         sa.CheckConstraint(f"kind IN {CHANGE_KINDS}", name="kind"),

@@ -186,17 +186,33 @@ def _commit(conn, logged: list[dict]) -> None:
 
 
 def delete_collection(owner_id: uuid.UUID, collection: str) -> None:
-    stmt = sa.delete(_records).where(_c.owner_id == owner_id, _c.collection == collection)
+    where = (_c.owner_id == owner_id, _c.collection == collection)
     with database.transaction(database.connection()) as conn:
-        gone = conn.execute(stmt.returning(*_records.c)).mappings().all()
-        _commit(conn, [changes.deleted(record) for record in gone])
+        readers = _readers(conn, *where)
+        gone = conn.execute(sa.delete(_records).where(*where).returning(*_records.c))
+        logged = [
+            changes.deleted(record, readers.get(record["id"], ())) for record in gone.mappings()
+        ]
+        _commit(conn, logged)
 
 
-def delete_all_of(conn, owner_id: uuid.UUID) -> list[RowMapping]:
-    """Delete every record of an owner on `conn` (an account's deletion); the caller logs and
-    commits."""
+def _readers(conn, *where) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Who the grants of the records matching `where` let read them, before they go with them."""
+    found: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for record_id, user_id in conn.execute(visibility.grantees(*where)):
+        found.setdefault(record_id, []).append(user_id)
+    return found
+
+
+def delete_all_of(conn, owner_id: uuid.UUID) -> list[dict]:
+    """Delete every record of an owner on `conn` (an account's deletion); their entries for the
+    change log, which the caller logs and commits."""
+    readers = _readers(conn, _c.owner_id == owner_id)
     stmt = sa.delete(_records).where(_c.owner_id == owner_id).returning(*_records.c)
-    return conn.execute(stmt).mappings().all()
+    return [
+        changes.deleted(record, readers.get(record["id"], ()))
+        for record in conn.execute(stmt).mappings()
+    ]
 
 
 def replace(caller, collection, record_id, data: dict, versions) -> dict:
@@ -252,9 +268,10 @@ def delete(caller, collection, record_id, versions) -> None:
     if versions is not None:
         stmt = stmt.where(_c.version.in_(sorted(versions)))
     with database.transaction(database.connection()) as conn:
+        readers = _readers(conn, _c.id == record_id, _c.collection == collection)
         gone = conn.execute(stmt.returning(*_records.c)).mappings().first()
         if gone is not None:
-            _commit(conn, [changes.deleted(gone)])
+            _commit(conn, [changes.deleted(gone, readers.get(gone["id"], ()))])
             return
     _refused(caller, collection, record_id, deletable)
 

@@ -135,6 +135,21 @@ def granted(me: sa.BindParameter, access: str | None = None) -> sa.ColumnElement
     )
 
 
+def grantees(*where: sa.ColumnElement[bool]) -> sa.Select:
+    """(record_id, user_id) of every user that a grant lets read the `records` rows matching
+    `where`, directly or as a member of a granted group."""
+    matching = sa.select(_records.c.id).where(*where)
+    direct = sa.select(_grants.c.record_id, _grants.c.user_id).where(
+        _grants.c.record_id.in_(matching), _grants.c.user_id.is_not(None)
+    )
+    through_group = (
+        sa.select(_grants.c.record_id, _members.c.user_id)
+        .select_from(_grants.join(_members, _members.c.group_id == _grants.c.group_id))
+        .where(_grants.c.record_id.in_(matching))
+    )
+    return sa.union(direct, through_group)
+
+
 def _policy_reads(reads: tuple[str, ...]) -> sa.ColumnElement[bool]:
     """The row's collection has a policy that lets these readers read."""
     policy = sa.select(1).where(

@@ -481,6 +481,58 @@ def test_a_group_grant_reaches_members_and_ends_with_the_membership(client, acco
     assert stream.event()["data"]["record"]["id"] == mine["id"]
 
 
+def test_a_deletion_reaches_whoever_could_read_the_record_just_before(client, accounts):
+    alice, bob, carol, dave = (accounts.create() for _ in range(4))
+    group = client.post(f"{API}/groups", json={"name": "team"}, headers=alice.headers).get_json()
+    member = f"{API}/groups/{group['id']}/members/{carol.id}"
+    assert client.put(member, headers=alice.headers).status_code == 204
+    direct, through_group, unshared = (create(client, alice, {"n": n}) for n in range(3))
+    _grant(client, alice, direct, f"user:{bob.id}")
+    _grant(client, alice, through_group, f"group:{group['id']}")
+    streams = {name: watch(client, who, query="scope=all") for name, who in
+               (("bob", bob), ("carol", carol), ("dave", dave))}  # fmt: skip
+    own_only = watch(client, bob)  # scope=own: shared records are not its view
+    for record in (unshared, direct, through_group):
+        delete(client, alice, record)
+    marker = create(client, dave, {"dave's": True})
+    bobs = create(client, bob, {"bob's": True})
+    carols = create(client, carol, {"carol's": True})
+
+    assert [e["data"]["record"]["id"] for e in streams["bob"].events(2)] == [
+        direct["id"],
+        bobs["id"],
+    ]
+    deleted = streams["carol"].event()
+    assert (deleted["event"], deleted["data"]) == (
+        "deleted",
+        {"collection": "tasks", "record": {"id": through_group["id"]}, "matches": False},
+    )
+    assert streams["carol"].event()["data"]["record"]["id"] == carols["id"]
+    assert streams["dave"].event()["data"]["record"]["id"] == marker["id"], "never shared"
+    assert own_only.event()["data"]["record"]["id"] == bobs["id"]
+
+
+def test_deleting_a_collection_or_an_account_reaches_its_grantees(client, accounts):
+    alice, bob = accounts.create(), accounts.create()
+    first, second = create(client, alice, {"n": 1}), create(client, alice, {"n": 2})
+    _grant(client, alice, first, f"user:{bob.id}")
+    _grant(client, alice, second, f"user:{bob.id}")
+    stream = watch(client, bob, query="scope=shared")
+    assert client.delete(f"{API}/data/tasks", headers=alice.headers).status_code == 204
+    events = stream.events(2)
+    assert {e["data"]["record"]["id"] for e in events} == {first["id"], second["id"]}
+    assert {e["event"] for e in events} == {"deleted"}
+    third = create(client, alice, {"n": 3})  # not bob's yet: no event for him
+    _grant(client, alice, third, f"user:{bob.id}")  # a grant is no change of the record
+    confirmation = {"password": alice.password}
+    assert (
+        client.delete(f"{API}/users/me", json=confirmation, headers=alice.headers).status_code
+        == 204
+    )
+    gone = stream.event()
+    assert (gone["event"], gone["data"]["record"]["id"]) == ("deleted", third["id"])
+
+
 def test_a_public_collections_stream_needs_no_token(client, accounts):
     admin, alice = accounts.create(role="admin"), accounts.create()
     policy = {"read": "public", "create": "users"}

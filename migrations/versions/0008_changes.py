@@ -39,6 +39,8 @@ def upgrade():
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("previous_updated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+
+        sa.Column("readers", sa.JSON(), nullable=True),
         sa.CheckConstraint(
             "kind IN ('created', 'updated', 'deleted')", name=op.f("ck_changes_kind")
         ),

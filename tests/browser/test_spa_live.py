@@ -126,12 +126,6 @@ def test_spa_lists_follow_other_browsers_changes_without_a_reload(
         assert_no_cors_trouble(log)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="API.md: a `deleted` reaches whoever could read the record just before; the feed "
-    "judges a deleted record's visibility after its grants went with it, so its grantees "
-    "never get the event (api/changes.py `view`)",
-)
 def test_spa_drops_a_shared_note_that_its_owner_deletes(
     page, other_pages, coffer_for_many_log_ins, spa_origin
 ):
