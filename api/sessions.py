@@ -196,7 +196,7 @@ def _count_wrong_code(challenge: MfaChallenge) -> int:
     """One more wrong code, counted in the database (parallel guesses all count); the fifth
     kills the challenge. The codes it has left."""
     failed = MfaChallenge.failed_codes + 1
-    db.session.execute(
+    failed_codes = db.session.scalar(
         sa.update(MfaChallenge)
         .where(MfaChallenge.id == challenge.id)
         .values(
@@ -206,10 +206,8 @@ def _count_wrong_code(challenge: MfaChallenge) -> int:
                 else_=MfaChallenge.used_at,
             ),
         )
+        .returning(MfaChallenge.failed_codes)
         .execution_options(synchronize_session=False)
-    )
-    failed_codes = db.session.scalar(
-        sa.select(MfaChallenge.failed_codes).where(MfaChallenge.id == challenge.id)
     )
     db.session.commit()
     emit("mfa_failed", user_id=challenge.user_id, step="log-in")
