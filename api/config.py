@@ -56,6 +56,9 @@ SETTINGS: dict[str, tuple[type, object]] = {
     # instance, all workers together.
     "COFFER_CHANGES_RETENTION": (int, 86400),
     "COFFER_MAX_STREAMS": (int, 1000),
+    # Threads per gthread worker for ordinary requests (gunicorn.conf.py): each keeps a database
+    # connection from request to request, and the pool is sized for them (api/database.py).
+    "COFFER_THREADS": (int, 2),
 }
 
 

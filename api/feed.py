@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from api import changes, query, tokens, visibility
+from api import changes, database, query, tokens, visibility
 from api.counters import counters_path
 from api.database import database_url
 from api.errors import Unavailable
@@ -179,6 +179,7 @@ class Feed:
             raise
         start = position if resumed is None else resumed
         stream = Stream(caller, scope, collections, listing, start)
+        database.let_go()  # the stream holds this thread: its kept connection serves others
         first = [Event(retry=RETRY_MS)]
         if last_event_id is not None and resumed is None:
             first.append(Event(id=str(position), event="reset", data={}))

@@ -14,7 +14,7 @@ import uuid
 from typing import NoReturn
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row, RowMapping
+from sqlalchemy.engine import RowMapping
 from uuid6 import uuid7
 
 from api import changes, database, feed, policies, query, visibility
@@ -63,17 +63,17 @@ def find(caller, collection: str, record_id: str, owner_id=None) -> RowMapping:
         record_id = uuid.UUID(record_id)
     except ValueError:
         raise NotFound("No such record.") from None
-    stmt = _readable_records(visibility.kind_of(caller), "all", owner_id is not None)
-    params = {**_params(caller, collection, owner_id), "id": record_id}
-    record = database.connection().execute(_by_id(stmt), params).mappings().first()
+    stmt = _by_id(visibility.kind_of(caller), owner_id is not None)
+    record = stmt.first({**_params(caller, collection, owner_id), "id": record_id})
     if record is None:
         raise NotFound("No such record.")
     return record
 
 
-@functools.lru_cache(maxsize=64)
-def _by_id(stmt: sa.Select) -> sa.Select:
-    return stmt.where(_c.id == sa.bindparam("id"))
+@functools.lru_cache(maxsize=8)
+def _by_id(kind: str, of_owner: bool) -> database.Statement:
+    stmt = _readable_records(kind, "all", of_owner)
+    return database.Statement(stmt.where(_c.id == sa.bindparam("id")))
 
 
 def page_of(
@@ -98,18 +98,20 @@ def page_of(
     conn = database.connection()
     dialect = conn.dialect.name
     base = _readable_records(kind, scope, owner_id is not None)
+    params = {**_params(caller, collection, owner_id), "limit": limit + 1}
     if cursor:
+        # A page after the first binds the cursor's position: SQLAlchemy's statement cache
+        # serves those, as their values change.
         position = query.decode_cursor(cursor, listing, binding)
         stmt = query.Compiler(dialect).apply(base, listing, position).limit(_LIMIT)
+        rows = [row._mapping for row in conn.execute(stmt, params)]
     else:
-        stmt = _first_page(dialect, base, _typed(listing), listing)
-    params = {**_params(caller, collection, owner_id), "limit": limit + 1}
-    rows: list[Row] = conn.execute(stmt, params).all()
+        rows = _first_page(dialect, base, _typed(listing), listing).all(params)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = query.encode_cursor(listing, binding, rows[-1])
-    return [row._mapping for row in rows], next_cursor
+    return rows, next_cursor
 
 
 def _binding(caller, collection: str, scope: str, owner_id) -> tuple[str, ...]:
@@ -125,10 +127,10 @@ def _binding(caller, collection: str, scope: str, owner_id) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=256)
 def _first_page(
     dialect: str, base: sa.Select, _typed_listing: tuple, listing: query.Listing
-) -> sa.Select:
-    """The statement of a listing's first page, built once: building the expressions of a
-    sort on a data key costs more than running the query."""
-    return query.Compiler(dialect).apply(base, listing).limit(_LIMIT)
+) -> database.Statement:
+    """The statement of a listing's first page, built and compiled once: building the
+    expressions of a sort on a data key costs more than running the query."""
+    return database.Statement(query.Compiler(dialect).apply(base, listing).limit(_LIMIT))
 
 
 def _typed(listing: query.Listing) -> tuple:

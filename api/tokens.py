@@ -156,7 +156,7 @@ class Caller:
 
 _users, _sessions = User.__table__, Session.__table__
 # One primary-key lookup per request: the session (is it live?) joined to its user.
-_LIVE_SESSION = (
+_LIVE_SESSION = database.Statement(
     sa.select(
         *(_users.c[name] for name in Caller.__slots__ if name != "session_id"),
         _sessions.c.user_id,
@@ -168,6 +168,7 @@ _LIVE_SESSION = (
     .join_from(_sessions, _users, _users.c.id == _sessions.c.user_id)
     .where(_sessions.c.id == sa.bindparam("sid"))
 )
+_CALLER_COLUMNS = Caller.__slots__[:-1]  # the session's id is the token's
 _TOUCH = (
     sa.update(_sessions)
     .where(_sessions.c.id == sa.bindparam("sid"))
@@ -179,17 +180,17 @@ def _live_caller(claims: Mapping, *, touch: bool) -> tuple[Caller | None, str | 
     """The caller of verified claims, or None and why its session is not live; `touch`
     records the use of the session (at most once a LAST_USED_RESOLUTION)."""
     session_id, now = uuid.UUID(claims["sid"]), utcnow()
-    conn = database.connection()
     params = {"sid": session_id, "now": now, "stale": now - LAST_USED_RESOLUTION}
-    row = conn.execute(_LIVE_SESSION, params).first()
-    if row is None or not row.live:
+    row = _LIVE_SESSION.first(params)
+    if row is None or not row["live"]:
         return None, "The session has ended."
-    if (claims["sub"] is not None and str(row.user_id) != claims["sub"]) or not row.is_active:
+    if (claims["sub"] is not None and str(row["user_id"]) != claims["sub"]) or not row["is_active"]:
         return None, "The token does not belong to an active user."
-    if touch and row.stale:
+    if touch and row["stale"]:
+        conn = database.connection()
         conn.execute(_TOUCH, {"sid": session_id, "now": now})
         conn.commit()
-    return Caller(*row[: len(Caller.__slots__) - 1], session_id=session_id), None
+    return Caller(*(row[name] for name in _CALLER_COLUMNS), session_id=session_id), None
 
 
 def live_caller(token: str) -> Caller:

@@ -1,7 +1,13 @@
-"""What an app sends to its database, for tests that check the statements of a request."""
+"""What an app sends to its database, for tests that check the statements of a request.
+
+Captured at the DB-API level, below SQLAlchemy: the hot paths run their statements on the
+DB-API cursor (api/database.py's Statement), which SQLAlchemy's events never see.
+"""
 
 import contextlib
+import sqlite3
 
+import psycopg
 import sqlalchemy as sa
 
 from api.extensions import db
@@ -9,19 +15,58 @@ from api.extensions import db
 
 @contextlib.contextmanager
 def captured_statements(app):
-    """Collect the (statement, parameters) of every query the app runs inside the block."""
-    statements = []
+    """Collect the (statement, parameters) of every query the app runs inside the block.
 
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append((statement, parameters))
+    On PostgreSQL, as the cursor gets them (placeholders, parameters). On SQLite, as SQLite
+    runs them (its trace callback): the values written into the SQL, and no parameters.
+    """
+    statements: list[tuple[str, object]] = []
+    restore: dict[int, tuple] = {}
+
+    def watch(dbapi_connection) -> None:
+        if id(dbapi_connection) in restore:
+            return
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.set_trace_callback(lambda sql: statements.append((sql, ())))
+            restore[id(dbapi_connection)] = (dbapi_connection, None)
+        elif isinstance(dbapi_connection, psycopg.Connection):
+            factory = dbapi_connection.cursor_factory
+            dbapi_connection.cursor_factory = _recording(factory, statements)
+            restore[id(dbapi_connection)] = (dbapi_connection, factory)
+
+    def on_checkout(dbapi_connection, _record, _proxy) -> None:
+        watch(dbapi_connection)
 
     with app.app_context():
         engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", record)
+    for conn in list(app.extensions["coffer_kept_connections"].kept):
+        if not conn.closed and not conn.invalidated:
+            watch(conn.connection.dbapi_connection)
+    sa.event.listen(engine.pool, "checkout", on_checkout)
     try:
         yield statements
     finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+        sa.event.remove(engine.pool, "checkout", on_checkout)
+        for dbapi_connection, factory in restore.values():
+            if isinstance(dbapi_connection, sqlite3.Connection):
+                with contextlib.suppress(sqlite3.ProgrammingError):  # closed since
+                    dbapi_connection.set_trace_callback(None)
+            else:
+                dbapi_connection.cursor_factory = factory
+
+
+def _recording(base: type, statements: list) -> type:
+    class Recording(base):
+        def execute(self, query, params=None, **kwargs):
+            statements.append((query, params))
+            return super().execute(query, params, **kwargs)
+
+        def executemany(self, query, params_seq, **kwargs):
+            params_seq = list(params_seq)
+            statements.extend((query, params) for params in params_seq)
+            return super().executemany(query, params_seq, **kwargs)
+
+    return Recording
 
 
 def explain(app, statement, parameters) -> str:

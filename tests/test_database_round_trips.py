@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from helpers import API
 
+from api import database
 from api.extensions import db
 
 pytestmark = pytest.mark.skipif(
@@ -150,12 +151,16 @@ def relay(database_url):
     relay.close()
 
 
-@pytest.fixture
-def app(make_app, database_url, relay):
-    """The app, connected to PostgreSQL through the relay."""
+def relayed_app(make_app, database_url, relay, **config):
+    """An app connected to PostgreSQL through the relay."""
     url = sa.make_url(database_url).set(host="127.0.0.1", port=relay.port)
     url = url.update_query_dict({"sslmode": "disable", "gssencmode": "disable"})
-    return make_app(DATABASE_URL=url.render_as_string(hide_password=False))
+    return make_app(DATABASE_URL=url.render_as_string(hide_password=False), **config)
+
+
+@pytest.fixture
+def app(make_app, database_url, relay):
+    return relayed_app(make_app, database_url, relay)
 
 
 def counted(relay: Relay, call) -> Wire:
@@ -263,9 +268,34 @@ def wait_closed(dbapi_connection) -> None:
     assert poller.poll(5000), "the server did not close the connection"
 
 
-def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(
+def kept_connection(app):
+    """The DB-API connection that this thread keeps from request to request."""
+    (conn,) = app.extensions["coffer_kept_connections"].kept
+    return conn.connection.driver_connection
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_at_the_next_request(
     app, client, user, relay, terminate
 ):
+    assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
+    dbapi_connection = kept_connection(app)
+    terminate(backend_of(dbapi_connection))
+    wait_closed(dbapi_connection)
+    wire = counted(relay, lambda: client.get(f"{API}/users/me", headers=user.headers))
+    assert wire.connections == 1  # a new one, opened by the request
+    assert kept_connection(app) is not dbapi_connection
+    assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
+    with app.app_context():
+        assert db.engine.pool.checkedout() == 1  # the kept one: the dead one went back
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(
+    make_app, database_url, relay, accounts_for, terminate
+):
+    """A thread that keeps no connection (COFFER_THREADS of them keep one already) checks one
+    out for its request: one that the server closed is replaced there, without a ping."""
+    app = relayed_app(make_app, database_url, relay, COFFER_THREADS=0)
+    client, user = app.test_client(), accounts_for(app).create()
     assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
     with app.app_context():
         pool = db.engine.pool
@@ -280,11 +310,40 @@ def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(
     assert pool.checkedout() == 0
 
 
-def test_a_read_that_finds_its_connection_closed_is_run_again_on_a_new_one(
-    app, client, user, terminate
+def test_a_read_that_finds_its_kept_connection_closed_is_run_again_on_a_new_one(
+    app, client, user, terminate, monkeypatch
 ):
-    """The server closes the connection after checkout, before the request's first statement:
-    the request still succeeds, once, on a new connection."""
+    """The server closes the kept connection just after the request looked at its socket,
+    before the request's first statement: the request still succeeds, on a new connection."""
+    created = client.post(f"{API}/data/notes", json={"data": {"n": 1}}, headers=user.headers)
+    record = f"{API}/data/notes/{created.get_json()['id']}"
+    dbapi_connection = kept_connection(app)
+    looked = []
+
+    def closed_right_after_the_look(connection) -> bool:
+        if not looked:  # the look at the request's start: the server closes it just after
+            looked.append(connection)
+            terminate(backend_of(dbapi_connection))
+            wait_closed(dbapi_connection)
+            return False
+        return real_closed(connection)
+
+    real_closed = database._closed
+    monkeypatch.setattr(database, "_closed", closed_right_after_the_look)
+    response = client.get(record, headers=user.headers)
+    assert looked == [dbapi_connection]
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["data"] == {"n": 1}
+    assert kept_connection(app) is not dbapi_connection
+
+
+def test_a_read_that_finds_its_connection_closed_is_run_again_on_a_new_one(
+    make_app, database_url, relay, accounts_for, terminate
+):
+    """The server closes a checked-out connection after checkout, before the request's first
+    statement: the request still succeeds, once, on a new connection."""
+    app = relayed_app(make_app, database_url, relay, COFFER_THREADS=0)
+    client, user = app.test_client(), accounts_for(app).create()
     created = client.post(f"{API}/data/notes", json={"data": {"n": 1}}, headers=user.headers)
     record = f"{API}/data/notes/{created.get_json()['id']}"
     with app.app_context():

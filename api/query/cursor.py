@@ -2,26 +2,26 @@
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 
 import orjson
 
 from api import pagination
-from api.models import Record
 from api.query.dialects import MISSING, TYPED, lookup, rank_of
 from api.query.parsing import TIMESTAMPS, Listing, SortKey, bad_parameter, path_of
 
 
-def position(listing: Listing, record: Record) -> list:
-    """The sort values of `record`, as a cursor carries them."""
+def position(listing: Listing, record: Mapping) -> list:
+    """The sort values of `record` (a row of `records`, by column), as a cursor carries them."""
     values: list = []
     for key in listing.sort:
         if key.field == "id":
-            values.append(str(record.id))
+            values.append(str(record["id"]))
         elif key.field in TIMESTAMPS:
-            values.append(getattr(record, key.field).isoformat())
+            values.append(record[key.field].isoformat())
         else:
-            value = lookup(record.data, path_of(key.field, "sort"))
+            value = lookup(record["data"], path_of(key.field, "sort"))
             rank = rank_of(value)
             values.append([rank, value if rank in TYPED else None])
     return values
@@ -34,7 +34,7 @@ def _fingerprint(listing: Listing, scope: tuple[str, ...]) -> str:
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
-def encode_cursor(listing: Listing, scope: tuple[str, ...], record: Record) -> str:
+def encode_cursor(listing: Listing, scope: tuple[str, ...], record: Mapping) -> str:
     """A signed cursor for the page after `record`, valid only for this listing and scope."""
     payload = {"q": _fingerprint(listing, scope), "p": position(listing, record)}
     return pagination.encode_cursor(payload)
