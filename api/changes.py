@@ -2,21 +2,21 @@
 COFFER_CHANGES_RETENTION seconds. It is the change feed's source of truth (api/feed.py): a
 stream reads it after its position, so a notification that never arrives costs only latency.
 
-Ids are in commit order, which a reader relies on to never pass a change that commits later
-with a lower id. SQLite has one writer at a time, so its AUTOINCREMENT ids are. PostgreSQL
-draws ids from a sequence as inserts happen, not as transactions commit; so the insert first
-takes a transaction-level advisory lock, held until commit: a change's id is drawn only once
-every earlier change has committed (or rolled back), and PostgreSQL makes a commit visible
-before it releases the committing transaction's locks. The alternative, storing each change's
-xid8 and reading only below pg_snapshot_xmin(pg_current_snapshot()), bounds a reader but does
-not order it: a transaction that took its xid earlier can log later, so two updates of one
-record could reach a client in the wrong order. The lock is taken last, after the record's
-own row locks (no lock-order cycle, hence no deadlock), and held only for the insert and the
-commit. The price is that record writes commit one at a time: with 16 concurrent writers on the
-development machine, 99-138 commits/s against 789-911 without the lock (README: Scaling out).
-The way past it, should a deployment need more, is a sequencer that numbers committed changes
-after the fact (writers insert unnumbered rows in parallel; one process at a time numbers the
-visible ones in id order), at the cost of a second write per batch.
+A change's `position` orders the log: a reader that has read through position N never meets a
+smaller position later. Positions follow commit order, which ids drawn from a sequence do not
+(a transaction may draw its id, then commit after one that drew a later id). So on PostgreSQL
+writers insert their changes without a position, in parallel, and the sequencer (`number`)
+gives the committed ones theirs afterwards: under a transaction-level advisory lock, in id
+order, each after every position given before, committing them all at once. Runs of the
+sequencer follow each other (the lock), each sees what the runs before it committed, and a
+reader sees a run's positions all together or not at all; a change enters a run only once it
+has committed, so none can ever come in below what a reader has passed. Two changes of one
+record keep their order: the second write waits for the first's row lock, so the first has
+committed, and drawn the smaller id, before the second draws its own. The hubs of the change
+feed run the sequencer when a commit wakes them, so positions come within milliseconds of
+the commit; writers never wait for each other (before the sequencer, an advisory lock held
+through every commit capped writes at 99-138 commits/s against 789-911 without it, 16
+writers). SQLite has one writer at a time: a change gets its position in its own transaction.
 """
 
 import uuid
@@ -29,13 +29,28 @@ from sqlalchemy.sql import visitors
 
 from api.models import Change, ChangeLogState, Record, utcnow
 
-ADVISORY_LOCK = 0x436F66666572  # "Coffer": the key of the change log's advisory lock
+ADVISORY_LOCK = 0x436F66666572  # "Coffer": the key of the sequencer's advisory lock
+BATCH = 5000  # changes numbered per run of the sequencer
 _changes = Change.__table__
 _state = ChangeLogState.__table__
 _records = Record.__table__
 _c = _changes.c
 _INSERT = sa.insert(_changes)
-_SERIALISE = sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_LOCK))
+_SEQUENCER = sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_LOCK))
+# SQLite, in the writer's transaction: the one writer's changes follow every earlier one.
+_NUMBER_AT_ONCE = sa.update(_changes).where(_c.position.is_(None)).values(position=_c.id)
+_UNNUMBERED = (
+    sa.select(_c.id, sa.func.row_number().over(order_by=_c.id).label("n"))
+    .where(_c.position.is_(None))
+    .order_by(_c.id)
+    .limit(BATCH)
+    .subquery()
+)
+_NUMBER = (
+    sa.update(_changes)
+    .where(_c.id == _UNNUMBERED.c.id)
+    .values(position=sa.bindparam("last", type_=sa.BigInteger()) + _UNNUMBERED.c.n)
+)
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -85,20 +100,39 @@ def _entry(kind: str, record: Mapping, **values) -> dict:
 
 
 def append(conn: Connection, entries: list[dict]) -> None:
-    """Log `entries` in `conn`'s transaction, right before it commits (see the module doc)."""
+    """Log `entries` in `conn`'s transaction: on PostgreSQL without a position, which the
+    sequencer gives them once committed (`number`); on SQLite with it (see the module doc)."""
     if not entries:
         return
-    if conn.dialect.name == "postgresql":
-        conn.execute(_SERIALISE)
     conn.execute(_INSERT, entries)
+    if conn.dialect.name != "postgresql":
+        conn.execute(_NUMBER_AT_ONCE)
+
+
+def number(conn: Connection) -> int:
+    """PostgreSQL's sequencer: give the committed changes that have no position yet theirs, in
+    id order, after the last one given; commits each run. How many it numbered."""
+    if conn.dialect.name != "postgresql":
+        return 0
+    numbered = 0
+    while True:
+        conn.execute(_SEQUENCER)  # waits for a run in progress, and sees what it committed
+        last = conn.scalar(sa.select(sa.func.max(_c.position)))
+        if last is None:
+            last = pruned_through(conn)
+        count = conn.execute(_NUMBER, {"last": last}).rowcount
+        conn.commit()
+        numbered += count
+        if count < BATCH:
+            return numbered
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 
 def head(conn: Connection) -> int:
-    """The id of the newest change: a stream that starts now starts after it."""
-    newest = conn.scalar(sa.select(sa.func.max(_c.id)))
+    """The position of the newest change: a stream that starts now starts after it."""
+    newest = conn.scalar(sa.select(sa.func.max(_c.position)))
     return newest if newest is not None else pruned_through(conn)
 
 
@@ -114,7 +148,7 @@ def resumable(conn: Connection, text: str | None, retention: int) -> int | None:
     position = int(text)
     if position < pruned_through(conn) or position > head(conn):
         return None
-    occurred = conn.scalar(sa.select(_c.occurred_at).where(_c.id == position))
+    occurred = conn.scalar(sa.select(_c.occurred_at).where(_c.position == position))
     if occurred is not None and occurred < utcnow() - timedelta(seconds=retention):
         return None
     return position
@@ -123,11 +157,11 @@ def resumable(conn: Connection, text: str | None, retention: int) -> int | None:
 def prune(conn: Connection, retention: int) -> int:
     """Delete the changes older than the retention, oldest first; returns how many. Commits."""
     cutoff = utcnow() - timedelta(seconds=retention)
-    through = conn.scalar(sa.select(sa.func.max(_c.id)).where(_c.occurred_at < cutoff))
+    through = conn.scalar(sa.select(sa.func.max(_c.position)).where(_c.occurred_at < cutoff))
     if through is None:
         conn.commit()
         return 0
-    deleted_rows = conn.execute(sa.delete(_changes).where(_c.id <= through)).rowcount
+    deleted_rows = conn.execute(sa.delete(_changes).where(_c.position <= through)).rowcount
     marked = conn.execute(
         sa.update(_state)
         .where(_state.c.id == 1, _state.c.pruned_through < through)
@@ -140,8 +174,13 @@ def prune(conn: Connection, retention: int) -> int:
 
 
 def newer(conn: Connection, after: int, limit: int) -> list[tuple[int, str]]:
-    """(id, collection) of the changes after `after`, oldest first: what a hub learns."""
-    stmt = sa.select(_c.id, _c.collection).where(_c.id > after).order_by(_c.id).limit(limit)
+    """(position, collection) of the changes after `after`, oldest first: what a hub learns."""
+    stmt = (
+        sa.select(_c.position, _c.collection)
+        .where(_c.position > after)
+        .order_by(_c.position)
+        .limit(limit)
+    )
     return [tuple(row) for row in conn.execute(stmt)]
 
 
@@ -191,7 +230,7 @@ def view(
     after = sa.and_(_c.kind != "deleted", *(as_of(c, _AFTER) for c in conditions))
     before = sa.and_(_c.kind != "created", *(as_of(c, _BEFORE) for c in conditions))
     stmt = sa.select(
-        _c.id.label("change_id"),
+        _c.position.label("change_id"),
         _c.kind,
         *(column.label(name) for name, column in _AFTER.items()),
         as_of(access, _AFTER).label("access"),
@@ -199,12 +238,12 @@ def view(
         _flag(as_of(visible, _AFTER)).label("visible"),
         _c.readers,
     ).where(
-        _c.id > sa.bindparam("after"),
-        _c.id <= sa.bindparam("through"),
+        _c.position > sa.bindparam("after"),
+        _c.position <= sa.bindparam("through"),
         _c.collection.in_(sorted(set(collections))),
         # A deletion with readers may be a grantee's (api/feed.py checks whose).
         sa.or_(as_of(visible, _AFTER), _c.readers.is_not(None)),
     )
     if conditions:
         stmt = stmt.where(sa.or_(_flag(after), _flag(before)))
-    return stmt.order_by(_c.id).limit(sa.bindparam("limit"))
+    return stmt.order_by(_c.position).limit(sa.bindparam("limit"))

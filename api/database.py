@@ -214,6 +214,7 @@ class KeptConnections:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.kept: set[RequestConnection] = set()
+        self.taking = 0  # threads checking out the connection they will keep
         self.lock = threading.Lock()
         self.local = threading.local()
         self.engine: Engine | None = None
@@ -227,9 +228,15 @@ class KeptConnections:
         with self.lock:
             if self.engine is not engine:
                 self._watch(engine)
-            if len(self.kept) >= self.limit:
+            if len(self.kept) + self.taking >= self.limit:
                 return None
+            self.taking += 1  # checked out outside the lock: it may wait for the pool
+        try:
             conn = RequestConnection(engine).autocommit()
+        finally:
+            with self.lock:
+                self.taking -= 1
+        with self.lock:
             self.kept.add(conn)
         self.local.conn = conn
         # A thread that ends (a server that starts one per request) gives its connection back.

@@ -3,11 +3,14 @@ carry a commit to every process of every instance.
 
 Each process that serves streams runs one Hub: a thread that learns of new changes and wakes
 the process's streams, which then read what they may see from the log. A commit wakes the hub
-of its own process at once and the hubs of the others through the fan-out: Redis pub/sub when
-REDIS_URL is set, else PostgreSQL LISTEN/NOTIFY (the NOTIFY goes out with the commit itself),
-else, on SQLite, whose instances are one host's processes, a poll of the log every half
-second. A wake-up carries nothing: a hub that missed one (Redis down, a dropped connection)
-catches up from the log at its next poll (POLL_SECONDS), so nothing is ever lost, only late.
+of its own process at once and the hubs of the others through the fan-out, which that hub
+publishes after the commit (one wake-up for a burst of commits): Redis pub/sub when REDIS_URL
+is set, else PostgreSQL LISTEN/NOTIFY, else, on SQLite, whose instances are one host's
+processes, a poll of the log every half second. A wake-up carries nothing: a hub that missed
+one (Redis down, a dropped connection) catches up from the log at its next poll
+(POLL_SECONDS), so nothing is ever lost, only late. On PostgreSQL a hub with streams runs the
+change log's sequencer before it reads (api/changes.py: changes get their positions once
+committed).
 
 The hub also checks, every LIVENESS_SECONDS, that the session of every open stream is still
 live (one query for all of them): a stream ends within a few seconds of its session being
@@ -139,17 +142,15 @@ class Feed:
 
     def log(self, conn: Connection, entries: list[dict]) -> None:
         changes.append(conn, entries)
-        if entries and self.fanout == "postgres":
-            conn.execute(sa.select(sa.func.pg_notify(self.channel, "")))
 
     def announce(self) -> None:
         """After a commit that logged changes: wake this process's streams, and, through
-        Redis, every other process's (by this process's hub, so a request never waits on
-        Redis)."""
+        Redis or PostgreSQL's NOTIFY, every other process's (by this process's hub, so a
+        request never waits on them, and a burst of commits costs one wake-up)."""
         hub = self._hub
         if hub is not None and hub.pid == os.getpid():
             hub.wake(publish=True)
-        elif self.fanout == "redis":
+        elif self.fanout in ("redis", "postgres"):
             self.hub().wake(publish=True)
 
     # --- streams --------------------------------------------------------------------------
@@ -170,6 +171,7 @@ class Feed:
         try:
             hub = self.hub()
             with hub.engine.connect() as conn:
+                changes.number(conn)  # what committed before the stream opened comes before it
                 position = changes.head(conn)
                 resumed = None
                 if last_event_id is not None:
@@ -260,6 +262,7 @@ class Hub:
                 if self.streams and now >= due["prune"]:
                     due["prune"] = now + PRUNE_SECONDS
                     with self.engine.connect() as conn:
+                        changes.number(conn)
                         changes.prune(conn, self.feed.retention)
             except Exception:
                 _log.exception("change feed: the hub failed; it retries")
@@ -267,6 +270,7 @@ class Hub:
 
     def _catch_up(self) -> None:
         with self.engine.connect() as conn:
+            changes.number(conn)
             newest = changes.head(conn)
             if newest - self.head > RECENT:  # nobody needs the ones between: skip them
                 self.recent.clear()
@@ -302,19 +306,31 @@ class Hub:
             self._notify()
 
     def _announce_to_others(self) -> None:
-        """Publish a wake-up; while Redis fails, only now and then (1 s, doubling up to
-        MAX_BACKOFF), so that this hub's own streams are not held up by its timeouts: the
-        other processes poll the log meanwhile."""
-        if self.feed.fanout != "redis" or time.monotonic() < self._publish_retry_at:
+        """Publish a wake-up; while Redis or PostgreSQL fails, only now and then (1 s,
+        doubling up to MAX_BACKOFF), so that this hub's own streams are not held up by its
+        timeouts: the other processes poll the log meanwhile."""
+        if self.feed.fanout == "local" or time.monotonic() < self._publish_retry_at:
             return
         try:
-            self.feed.redis.publish(self.feed.channel, str(self.pid))
+            if self.feed.fanout == "redis":
+                self.feed.redis.publish(self.feed.channel, str(self.pid))
+            else:
+                self._notify_postgres()
             self._publish_failures = 0
         except Exception as exc:  # the log has it: the others poll it
             self._publish_failures += 1
             backoff = min(2.0 ** (self._publish_failures - 1), MAX_BACKOFF)
             self._publish_retry_at = time.monotonic() + backoff
-            _log.warning("change feed: Redis publish failed: %s", type(exc).__name__)
+            _log.warning("change feed: publishing failed: %s", type(exc).__name__)
+
+    def _notify_postgres(self) -> None:
+        """NOTIFY in a transaction of its own, after the commits it announces, and not made
+        durable: a NOTIFY serialises the commits that send one until they are flushed (its
+        queue lock), and a lost wake-up is caught up by the next poll anyway."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SET LOCAL synchronous_commit TO off"))
+            conn.execute(sa.select(sa.func.pg_notify(self.feed.channel, "")))
+            conn.commit()
 
     def _listen_redis(self) -> None:
         self._listen(self._redis_wakeups)

@@ -345,10 +345,13 @@ class Change(db.Model):
     __tablename__ = "changes"
 
     # SQLite: AUTOINCREMENT, so that an id is never handed out twice, even after the newest
-    # change is pruned or rolled back (a reader may already hold it).
+    # change is pruned or rolled back.
     id: Mapped[int] = mapped_column(
         sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
+    # The change's place in the log, in commit order: what streams read by and clients resume
+    # from (api/changes.py). Given once the change has committed; None until then.
+    position: Mapped[int | None] = mapped_column(sa.BigInteger)
     kind: Mapped[str] = mapped_column(sa.String(8))
     collection: Mapped[str] = mapped_column(sa.String(64))
     record_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
@@ -366,8 +369,16 @@ class Change(db.Model):
 
     __table_args__ = (
         sa.CheckConstraint(f"kind IN {CHANGE_KINDS}", name="kind"),
+        sa.Index("ix_changes_position", "position", unique=True),
         # A stream's catch-up: the changes of its collections after its position.
-        sa.Index("ix_changes_collection_id", "collection", "id"),
+        sa.Index("ix_changes_collection_position", "collection", "position"),
+        # The sequencer's work: the changes still without a position, in id order.
+        sa.Index(
+            "ix_changes_unnumbered",
+            "id",
+            postgresql_where=sa.text("position IS NULL"),
+            sqlite_where=sa.text("position IS NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 

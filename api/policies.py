@@ -33,10 +33,15 @@ def require_reader(caller, name: str) -> None:
         raise Unauthenticated("Authentication is required.", reason=None)
 
 
+_CREATORS = database.Statement(
+    sa.select(_policies.c.create).where(_policies.c.name == sa.bindparam("name"))
+)
+
+
 def creators(name: str) -> str:
     """Who may create records in the collection: "users" or "admins"."""
-    stmt = sa.select(_policies.c.create).where(_policies.c.name == name)
-    return database.connection().scalar(stmt) or DEFAULT_CREATE
+    row = _CREATORS.first({"name": name})
+    return row["create"] if row else DEFAULT_CREATE
 
 
 def put(name: str, *, read: str, create: str) -> dict:

@@ -2,6 +2,7 @@
 order, filtered by the list filters and by what the caller may read, resumable from the log."""
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -384,15 +385,29 @@ def _entry(n: int) -> dict:
     return changes.created(record)
 
 
-def test_a_change_logged_later_waits_for_an_earlier_one_to_commit(app):
-    """The id of a change is drawn only once every change before it has committed, so a reader
-    that has read id N never meets a smaller id later (on SQLite, the database lock does it)."""
+def _postgres_engine(app):
     with app.app_context():
         engine = db.engine
-        if engine.dialect.name != "postgresql":
-            pytest.skip("SQLite has one writer at a time; the advisory lock is PostgreSQL's")
-    with engine.connect() as first, engine.connect() as second:
-        changes.append(first, [_entry(1)])  # not committed yet
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: a change gets its position as it commits")
+    return engine
+
+
+def _positions(conn, after: int = 0) -> list[tuple[int, int]]:
+    """(position, data.n) of the numbered changes after `after`, in order."""
+    stmt = sa.select(Change.position, Change.data).where(Change.position > after)
+    rows = conn.execute(stmt.order_by(Change.position)).all()
+    conn.commit()
+    return [(row.position, row.data["n"]) for row in rows]
+
+
+def test_a_change_that_commits_later_comes_later_whatever_its_id(app):
+    """Writers log in parallel; a change gets its position once committed, so one that commits
+    after another comes after it even with the smaller id, and a reader that has read through
+    a position never meets a smaller one later."""
+    engine = _postgres_engine(app)
+    with engine.connect() as first, engine.connect() as second, engine.connect() as sequencer:
+        changes.append(first, [_entry(1)])  # its id is drawn; not committed yet
         logged = threading.Event()
 
         def later() -> None:
@@ -402,12 +417,77 @@ def test_a_change_logged_later_waits_for_an_earlier_one_to_commit(app):
 
         thread = threading.Thread(target=later)
         thread.start()
-        assert not logged.wait(0.5), "a later change was logged before an earlier one committed"
-        first.commit()
-        assert logged.wait(5)
+        assert logged.wait(5), "a writer waited for another writer's commit"
         thread.join()
-        rows = first.execute(sa.select(Change.id, Change.data).order_by(Change.id)).all()
-    assert [row.data["n"] for row in rows] == [1, 2]
+        assert changes.number(sequencer) == 1  # the committed one only
+        [(read_through, n)] = _positions(sequencer)
+        assert n == 2
+        first.commit()
+        assert changes.number(sequencer) == 1
+        assert [n for _, n in _positions(sequencer, read_through)] == [1]
+        ids = dict(sequencer.execute(sa.select(Change.data["n"].as_integer(), Change.id)).all())
+    assert ids[1] < ids[2]
+
+
+def test_parallel_writers_and_sequencers_give_a_reader_every_change_once_in_order(app):
+    """Eight writers, two sequencers and a reader at once: the reader, always reading after
+    the last position it saw, gets every change exactly once, positions increasing, and each
+    writer's changes in the order it committed them."""
+    engine = _postgres_engine(app)
+    writers, each = 8, 25
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write(w: int) -> None:
+        try:
+            with engine.connect() as conn:
+                for i in range(each):
+                    changes.append(conn, [_entry(w * 1000 + i)])
+                    conn.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def sequence() -> None:
+        try:
+            with engine.connect() as conn:
+                while not done.is_set():
+                    changes.number(conn)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    seen: list[tuple[int, int]] = []
+
+    def read() -> None:
+        try:
+            with engine.connect() as conn:
+                while not done.is_set():
+                    seen.extend(_positions(conn, seen[-1][0] if seen else 0))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    helpers = [threading.Thread(target=sequence) for _ in range(2)] + [
+        threading.Thread(target=read)
+    ]
+    for thread in threads + helpers:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with engine.connect() as conn:
+        changes.number(conn)
+    time.sleep(0.3)
+    done.set()
+    for thread in helpers:
+        thread.join(10)
+    assert not errors, errors
+    with engine.connect() as conn:
+        seen.extend(_positions(conn, seen[-1][0] if seen else 0))
+    positions = [position for position, _ in seen]
+    assert positions == sorted(set(positions)), "a position came twice or out of order"
+    ns = [n for _, n in seen]
+    assert sorted(ns) == sorted(w * 1000 + i for w in range(writers) for i in range(each))
+    for w in range(writers):
+        assert [n for n in ns if n // 1000 == w] == [w * 1000 + i for i in range(each)]
 
 
 def test_a_browser_on_another_origin_may_open_a_stream(client, user):
