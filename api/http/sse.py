@@ -1,16 +1,15 @@
 """Server-Sent Events (WHATWG HTML §9.2): a stream's events as the lines of a response body."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import orjson
-from marshmallow import Schema
 
 EVENT_STREAM = "text/event-stream"
 
 
-def encode(event, schema: Schema) -> bytes:
-    """One block: an event's fields, a comment, or both, ended by a blank line. The data is
-    one line of JSON (orjson never writes a newline inside it)."""
+def encode(event, dump: Callable) -> bytes:
+    """One block: an event's fields, a comment, or both, ended by a blank line. The data,
+    `dump(event.data)`, is one line of JSON (orjson never writes a newline inside it)."""
     lines = []
     if event.comment is not None:
         lines.append(f": {event.comment}")
@@ -21,7 +20,7 @@ def encode(event, schema: Schema) -> bytes:
     if event.event is not None:
         lines.append(f"event: {event.event}")
     if event.data is not None:
-        lines.append("data: " + orjson.dumps(schema.dump(event.data)).decode())
+        lines.append("data: " + orjson.dumps(dump(event.data)).decode())
     return ("\n".join(lines) + "\n\n").encode()
 
 
@@ -29,13 +28,13 @@ class EventStreamBody:
     """A response body of events, each sent as soon as it is made. Closing the body (the
     server does when the client goes away or the stream ends) closes the events."""
 
-    def __init__(self, events: Iterable, schema: Schema) -> None:
+    def __init__(self, events: Iterable, dump: Callable) -> None:
         self.events = events
-        self.schema = schema
+        self.dump = dump
 
     def __iter__(self) -> Iterator[bytes]:
         for event in self.events:
-            yield encode(event, self.schema)
+            yield encode(event, self.dump)
 
     def close(self) -> None:
         close = getattr(self.events, "close", None)
