@@ -168,6 +168,27 @@ class RequestConnection(Connection):
         self.autocommit()
         return True
 
+    def translated(self, exc: Exception, statement: str, params) -> Exception:
+        """A DB-API error of a statement run on `dbapi()`, as SQLAlchemy raises it from its
+        own executions (OperationalError …: a database that is down answers 503), with the
+        connection invalidated when the database dropped it."""
+        dbapi = self.dialect.loaded_dbapi
+        if not isinstance(exc, dbapi.Error):
+            return exc
+        dropped = self.invalidated or self.dialect.is_disconnect(
+            exc, self.connection.dbapi_connection, None
+        )
+        if dropped and not self.invalidated:
+            self.invalidate()
+        return DBAPIError.instance(
+            statement,
+            params,
+            exc,
+            dbapi.Error,
+            connection_invalidated=dropped,
+            dialect=self.dialect,
+        )
+
     def _execute_context(self, *args, **kw):
         first, self._used = not self._used, True
         try:
@@ -416,11 +437,14 @@ class Statement:
         first = not conn._used
         bound = compiled.bind(params)
         try:
-            rows = _fetch(conn.dbapi(), compiled.sql, bound)
+            try:
+                rows = _fetch(conn.dbapi(), compiled.sql, bound)
+            except Exception as exc:
+                if not conn.retry_read(first, exc):
+                    raise
+                rows = _fetch(conn.dbapi(), compiled.sql, bound)
         except Exception as exc:
-            if not conn.retry_read(first, exc):
-                raise
-            rows = _fetch(conn.dbapi(), compiled.sql, bound)
+            raise conn.translated(exc, compiled.sql, bound) from exc
         return compiled.read(rows)
 
     def first(self, params: dict) -> dict | None:

@@ -359,6 +359,35 @@ def test_a_read_that_finds_its_kept_connection_closed_is_run_again_on_a_new_one(
     assert kept_connection(app) is not dbapi_connection
 
 
+def test_a_read_after_the_first_that_loses_its_connection_answers_503(
+    app, client, user, terminate
+):
+    """The server goes away between a request's first read (the session check) and its
+    second (the record): that read is not run again, the request answers 503 problem+json,
+    never a 500, and the dead connection is let go; the next request is served."""
+    created = client.post(f"{API}/data/notes", json={"data": {"n": 1}}, headers=user.headers)
+    record = f"{API}/data/notes/{created.get_json()['id']}"
+    dbapi_connection = kept_connection(app)
+    factory = dbapi_connection.cursor_factory
+    reads = []
+
+    class DiesBeforeTheSecondRead(factory):
+        def execute(self, query, params=None, **kwargs):
+            reads.append(query)
+            if len(reads) == 2:
+                terminate(backend_of(dbapi_connection))
+                wait_closed(dbapi_connection)
+            return super().execute(query, params, **kwargs)
+
+    dbapi_connection.cursor_factory = DiesBeforeTheSecondRead
+    response = client.get(record, headers=user.headers)
+    assert len(reads) == 2
+    assert response.status_code == 503, response.get_json()
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert app.extensions["coffer_kept_connections"].kept == set()  # the dead one was let go
+    assert client.get(record, headers=user.headers).status_code == 200
+
+
 def test_a_read_that_finds_its_connection_closed_is_run_again_on_a_new_one(
     make_app, database_url, relay, accounts_for, terminate
 ):
