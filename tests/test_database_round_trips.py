@@ -359,9 +359,7 @@ def test_a_read_that_finds_its_kept_connection_closed_is_run_again_on_a_new_one(
     assert kept_connection(app) is not dbapi_connection
 
 
-def test_a_read_after_the_first_that_loses_its_connection_answers_503(
-    app, client, user, terminate
-):
+def test_a_read_after_the_first_that_loses_its_connection_answers_503(app, client, user, terminate):
     """The server goes away between a request's first read (the session check) and its
     second (the record): that read is not run again, the request answers 503 problem+json,
     never a 500, and the dead connection is let go; the next request is served."""
