@@ -14,8 +14,14 @@ from pathlib import Path
 
 from gunicorn_run import Reply, coffer_env, free_port, request, start_gunicorn
 
-# Transport failures: the server went away while a request was in flight, or was not there.
-CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine)
+# Transport failures: the server went away while a request was in flight (before its answer,
+# or half-way through sending it: IncompleteRead), or was not there.
+CONNECTION_ERRORS = (
+    ConnectionError,
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    http.client.IncompleteRead,
+)
 # Lines printed in the terminal summary (conftest.py): what the suite measured.
 METRICS: list[str] = []
 
