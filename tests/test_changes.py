@@ -4,6 +4,7 @@ order, filtered by the list filters and by what the caller may read, resumable f
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from sse import Stream
 
 from api import changes, database
 from api.extensions import db
-from api.models import Change, Record
+from api.models import Change, Record, utcnow
 
 
 def watch(client, account, collection="tasks", *, query="", headers=None) -> Stream:
@@ -427,6 +428,26 @@ def test_a_change_that_commits_later_comes_later_whatever_its_id(app):
         assert [n for _, n in _positions(sequencer, read_through)] == [1]
         ids = dict(sequencer.execute(sa.select(Change.data["n"].as_integer(), Change.id)).all())
     assert ids[1] < ids[2]
+
+
+def test_after_the_whole_log_is_pruned_positions_go_on_after_the_last_one_given(app):
+    """An empty log (everything pruned): the sequencer numbers after the pruned positions, so
+    a client that resumes from one it held never gets a position it has already passed."""
+    engine = _postgres_engine(app)
+    with engine.connect() as conn:
+        for n in (1, 2):
+            changes.append(conn, [_entry(n)])
+            conn.commit()
+        changes.number(conn)
+        passed = changes.head(conn)
+        conn.execute(sa.update(Change).values(occurred_at=utcnow() - timedelta(days=2)))
+        conn.commit()
+        assert changes.prune(conn, 3600) == 2
+        assert changes.head(conn) == passed == changes.pruned_through(conn)
+        changes.append(conn, [_entry(3)])
+        conn.commit()
+        assert changes.number(conn) == 1
+        assert _positions(conn, passed) == [(passed + 1, 3)]
 
 
 def test_parallel_writers_and_sequencers_give_a_reader_every_change_once_in_order(app):
