@@ -16,6 +16,8 @@ from api.pagination import list_binding, newest_first
 
 signals = Namespace()
 
+# Every event type there is, in the order of API.md's list (the spec's enum). A test reads
+# every emit() in the code: each names one of these, and each of these is emitted somewhere.
 TYPES = (
     "user_registered",
     "session_created",

@@ -49,8 +49,12 @@ class PasswordResets(Resource):
     @response(accepted, 202)
     @other_responses(_MAILS)
     def post(self, reset):
-        """Mail a password reset link + code; the same answer whether the address has an
-        account or not."""
+        """Mail a password reset link + code to the address.
+
+        The answer is the same, and takes about as long, whether the address has an account or
+        not; only an existing, active account gets the mail. The address is normalised as at
+        registration.
+        """
         return {"detail": account_email.request_password_reset(reset["email"])}
 
 

@@ -6,6 +6,7 @@ from flask_restful import Resource
 
 from api import accounts, mfa
 from api.http.auth import authenticate, require_role
+from api.http.limits import log_in_limit
 from api.http.operation import body, operation, other_responses, response
 from schemas.mfa import (
     code_request,
@@ -26,6 +27,7 @@ class MyTotp(Resource):
     @body(enrolment_request)
     @response(totp_enrolment, 201)
     @other_responses(_ON_ALREADY)
+    @log_in_limit
     def post(self, confirmation):
         """Start enrolling a TOTP factor (it replaces an unconfirmed one)."""
         return mfa.start_enrolment(accounts.get_user(g.caller.id), **confirmation)
@@ -35,6 +37,7 @@ class MyTotp(Resource):
     @body(mfa_disable_request)
     @response(None, 204)
     @other_responses(_NOT_ON)
+    @log_in_limit
     def delete(self, confirmation):
         """Turn two-factor authentication off (password and a code or a recovery code)."""
         mfa.disable(accounts.get_user(g.caller.id), **confirmation)
@@ -46,6 +49,7 @@ class MyTotpConfirmation(Resource):
     @body(code_request)
     @response(recovery_codes)
     @other_responses({409: "No factor awaits confirmation, or MFA is on already."})
+    @log_in_limit
     def post(self, confirmation):
         """Turn the enrolled factor on with a first code; answers the recovery codes, once."""
         codes = mfa.confirm_enrolment(accounts.get_user(g.caller.id), **confirmation)
@@ -58,6 +62,7 @@ class MyRecoveryCodes(Resource):
     @body(password_and_code)
     @response(recovery_codes)
     @other_responses(_NOT_ON)
+    @log_in_limit
     def post(self, confirmation):
         """A new set of recovery codes; the old set stops working."""
         user = accounts.get_user(g.caller.id)

@@ -6,7 +6,7 @@ from flask_restful import Resource
 from api import sessions
 from api.accounts import LOG_IN
 from api.http.auth import authenticate
-from api.http.limits import auth_limit
+from api.http.limits import auth_limit, log_in_limit
 from api.http.operation import arguments, body, operation, other_responses, paginated, response
 from api.http.problems import MfaCodeProblemSchema, MfaRequiredProblemSchema
 from api.http.web import client_ip
@@ -21,9 +21,14 @@ from schemas.sessions import (
 )
 
 _SESSION = {"session_id": "$response.body#/items/0/id"}
-_UNVERIFIED = {
-    403: "The password was right, but the address is unverified and COFFER_REQUIRE_VERIFIED_EMAIL "
-    "is on: `type` is `urn:coffer:problem:email-not-verified`."
+_UNVERIFIED_LOG_IN = {
+    403: "The password was right, but the account's address is unverified and "
+    "COFFER_REQUIRE_VERIFIED_EMAIL is on: `type` is `urn:coffer:problem:email-not-verified`."
+}
+_UNVERIFIED_REFRESH = {
+    403: "The account's address is unverified and COFFER_REQUIRE_VERIFIED_EMAIL is on: no "
+    "new tokens until it is verified (`type` is `urn:coffer:problem:email-not-verified`); "
+    "the refresh token stays as it was."
 }
 _NO_SESSION = {404: "No such session of yours, or one that has ended."}
 _MFA_REQUIRED = (
@@ -39,7 +44,8 @@ class SessionList(Resource):
     @auth_limit(LOG_IN)
     @body(login_request)
     @response(tokens, 201)
-    @other_responses({401: _MFA_REQUIRED, **_UNVERIFIED})
+    @other_responses({401: _MFA_REQUIRED, **_UNVERIFIED_LOG_IN})
+    @log_in_limit
     def post(self, credentials):
         """Log in."""
         return sessions.log_in(**credentials, user_agent=request.user_agent.string, ip=client_ip())
@@ -67,7 +73,9 @@ class SessionRefresh(Resource):
     @auth_limit("refresh")
     @body(refresh_request)
     @response(tokens)
-    @other_responses({401: "The refresh token is invalid, expired or revoked.", **_UNVERIFIED})
+    @other_responses(
+        {401: "The refresh token is invalid, expired or revoked.", **_UNVERIFIED_REFRESH}
+    )
     def post(self, presented):
         """Rotate a refresh token; the old one stops working."""
         return sessions.refresh(presented["refresh_token"])
@@ -87,6 +95,7 @@ class SessionMfa(Resource):
             )
         }
     )
+    @log_in_limit
     def post(self, second_step):
         """Log in, second step: a code of the authenticator app or a recovery code."""
         return sessions.complete_mfa_log_in(**second_step)

@@ -7,7 +7,7 @@ from api import accounts, ratelimit
 from api.account_email import MAIL
 from api.http.auth import authenticate, require_role
 from api.http.idempotency import idempotent
-from api.http.limits import auth_limit
+from api.http.limits import auth_limit, log_in_limit
 from api.http.operation import (
     arguments,
     body,
@@ -46,7 +46,12 @@ class UserList(Resource):
     @response(user_public, 201, headers=("Location",))
     @other_responses(_TAKEN)
     def post(self, new):
-        """Register a user."""
+        """Register a user, and mail a link + code that verifies the address.
+
+        The address is stored normalised: trimmed, Unicode NFKC, lower-cased, so that
+        look-alike spellings of one address are one account; an address with invisible format
+        characters (zero-width spaces, direction marks: Unicode Cf) is 422.
+        """
         user = accounts.create_user(**new)
         return user, {"Location": f"{V1}/users/{user.id}"}
 
@@ -72,6 +77,7 @@ class Me(Resource):
     @operation("updateMe")
     @body(user_self_update)
     @response(user_public, also={202: _CHANGE_STARTED})
+    @log_in_limit
     @other_responses({**_TAKEN, 429: "Too many mails to the new address, or from this client."})
     def patch(self, changes):
         """Change own name, or start a change of email (which needs current_password)."""
@@ -90,6 +96,7 @@ class Me(Resource):
     @operation("deleteMe")
     @body(password_confirmation)
     @response(None, 204)
+    @log_in_limit
     def delete(self, confirmation):
         """Delete own account, its sessions and its records."""
         accounts.delete_own_account(
@@ -102,6 +109,7 @@ class MyPassword(Resource):
     @operation("changePassword")
     @body(password_change)
     @response(None, 204)
+    @log_in_limit
     def put(self, change):
         """Change own password; revokes every other session."""
         accounts.change_password(
@@ -129,7 +137,11 @@ class UserItem(Resource):
     @response(user_public)
     @other_responses({404: "No such user.", **_TAKEN})
     def patch(self, changes, user_id):
-        """Change a user (admin); a new role or deactivation revokes its sessions."""
+        """Change a user (admin); a new role or deactivation revokes its sessions.
+
+        A new `email` applies at once, unconfirmed: `email_verified` becomes false, no mail is
+        sent, and every link or code mailed for the old address (and a pending change) dies.
+        """
         return accounts.update_user(accounts.get_user(user_id), changes, by=g.caller.id)
 
     @authenticate

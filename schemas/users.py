@@ -44,8 +44,21 @@ def new_password_field() -> fields.String:
     return fields.String(**_new_password)
 
 
+NORMALISED = (
+    "Normalised as accounts are stored: trimmed, Unicode NFKC, lower-cased (look-alike "
+    "spellings of one address are one address); invisible format characters (Unicode Cf, "
+    "e.g. zero-width spaces) are 422."
+)
+
+
 class _Normalised:
-    """Loads an e-mail address in the one form accounts are stored and looked up in."""
+    """Loads an e-mail address in the one form accounts are stored and looked up in, and
+    says so in the spec (after what the field's own description says)."""
+
+    def __init__(self, *args, metadata: dict | None = None, **kwargs):
+        said = (metadata or {}).get("description")
+        described = {"description": f"{said} {NORMALISED}" if said else NORMALISED}
+        super().__init__(*args, metadata={**(metadata or {}), **described}, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -110,7 +123,13 @@ class UserSelfUpdate(Schema):
 
 class UserAdminUpdate(Schema):
     name = fields.String(**_name)
-    email = EmailAddress(**_email)
+    email = EmailAddress(
+        **_email,
+        metadata={
+            "description": "Applies at once and unconfirmed (an admin's change): "
+            "`email_verified` becomes false, and no mail is sent."
+        },
+    )
     role = fields.String(validate=validate.OneOf(ROLES))
     is_active = StrictBoolean()
 

@@ -1,7 +1,16 @@
 """Security events: each account action leaves exactly one event, seen by its owner and admins."""
 
+import ast
+from pathlib import Path
+
 import pytest
+import yaml
 from helpers import PASSWORD, bearer, log_in, register
+
+from api.events import TYPES
+from resources.spec import SPEC_FILE
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NEW_PASSWORD = "another long passphrase 42"
 
@@ -205,3 +214,35 @@ def test_events_are_paginated(client):
     assert len(seen) == 6  # registered, verification mailed, logged in, 3 failures
     assert len({e["id"] for e in seen}) == 6
     assert client.get("/api/v1/users/me/events?limit=0", headers=headers).status_code == 422
+
+
+def _emitted_types() -> dict[str, list[str]]:
+    """Event type -> where it is emitted, from every emit() call in the code (`emit(...)` or
+    `events.emit(...)`); a call whose type is no string literal fails the test."""
+    found: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "api").rglob("*.py")) + sorted((ROOT / "resources").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name != "emit":
+                continue
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            first = node.args[0] if node.args else None
+            assert isinstance(first, ast.Constant) and isinstance(first.value, str), where
+            found.setdefault(first.value, []).append(where)
+    return found
+
+
+def test_every_emitted_event_type_is_listed_and_every_listed_type_is_emitted():
+    emitted = _emitted_types()
+    assert {t: w for t, w in emitted.items() if t not in TYPES} == {}, "emitted, not in TYPES"
+    assert [t for t in TYPES if t not in emitted] == [], "in TYPES, emitted nowhere"
+    assert len(set(TYPES)) == len(TYPES)
+
+
+def test_the_spec_lists_the_event_types_as_an_enum():
+    with open(SPEC_FILE) as handle:
+        spec = yaml.safe_load(handle)
+    event_type = spec["components"]["schemas"]["SecurityEvent"]["properties"]["type"]
+    assert event_type["enum"] == list(TYPES)

@@ -7,7 +7,7 @@ import functools
 from flask import Flask, g
 
 from api import ratelimit
-from api.http.operation import declare
+from api.http.operation import also_when, declare
 from api.http.web import client_ip
 
 
@@ -24,6 +24,20 @@ def auth_limit(scope: str):
         return wrapper
 
     return decorator
+
+
+LOG_IN_LIMIT = (
+    "Over the account's log-in limit (COFFER_RATE_LIMIT_AUTH per account): every password or "
+    "code that this route checks counts under it, right or wrong, as a log-in does."
+)
+
+
+def log_in_limit(view):
+    """Document that the view counts the password or code it checks under the account's log-in
+    limit (API.md: Sessions), so that a token is no way around it. The counting is the
+    service's (api/passwords.py, api/mfa.py, api/sessions.py), where the account is known."""
+    also_when(declare(view), 429, LOG_IN_LIMIT)
+    return view
 
 
 def _shown(window: ratelimit.Window) -> None:

@@ -218,10 +218,16 @@ def other_responses(responses: dict[int, str | tuple[str, Schema]]):
         for status, when in responses.items():
             if isinstance(when, tuple):
                 when, op.problems[status] = when
-            op.responses[status] = when
+            also_when(op, status, when)
         return view
 
     return decorator
+
+
+def also_when(op: Operation, status: int, when: str) -> None:
+    """One more case in which the operation answers `status` (after those said already)."""
+    said = op.responses.get(status)
+    op.responses[status] = f"{said} {when}" if said and when not in said else when
 
 
 def path_parameter(name: str, schema: dict):

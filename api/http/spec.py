@@ -5,6 +5,7 @@ schemas every body. A route whose method has no declaration fails the build.
 `make openapi` regenerates openapi.yaml; a test fails when the committed file differs.
 """
 
+import inspect
 import re
 from http import HTTPStatus
 
@@ -18,6 +19,7 @@ from werkzeug.routing import Rule
 from api.http.operation import Operation, declaration
 from api.http.problems import ProblemSchema
 from api.http.sse import EVENT_STREAM
+from api.http.web import MAX_URI_BYTES
 
 TITLE = "Coffer"
 VERSION = "1.0.0"
@@ -136,34 +138,61 @@ def _success_schema(spec: APISpec, op: Operation) -> dict | None:
     return _ref(name)
 
 
+# What a status that a declaration implies means there: (status, when) by what implies it.
+_SERVER = (
+    (400, "A malformed HTTP request (the HTTP server refuses it)."),
+    (414, f"The request line is over {MAX_URI_BYTES} bytes (the HTTP server refuses it)."),
+    (431, "Too many header fields, or one too large (the HTTP server refuses them)."),
+    (503, "A dependency (database, Redis) is unavailable; the client may retry."),
+)
+_BODY = ((400, "Malformed JSON."), (413, None), (415, None), (422, "The body is invalid."))
+_API_LIMIT = (429, "Over the per-user limit of COFFER_RATE_LIMIT_API.")
+_IP_LIMIT = (429, "Over COFFER_RATE_LIMIT_AUTH from this client IP.")
+_IF_MATCH = (
+    (400, "A malformed If-Match: neither * nor a list of quoted ETags."),
+    (412, "If-Match does not match the record's current ETag: it has changed."),
+)
+
+
 def _statuses(op: Operation) -> dict[int, str | None]:
-    """Every status the operation can answer: the ones its decorators imply, then its own."""
-    statuses: dict[int, str | None] = {op.success: None, 414: None, 503: None}
+    """Every status the operation can answer, with when: its own (from the view's
+    declaration) first, then what its decorators imply; the reasons of one status joined."""
+    implied: list[tuple[int, str | None]] = [*op.also.items(), *op.responses.items()]
+    implied.append((op.success, None))
     if op.body is not None:
-        statuses.update(dict.fromkeys((400, 413, 415, 422)))
+        implied += _BODY
     if op.query is not None:
-        statuses.update(dict.fromkeys((400, 422) if op.query.fields else (400,)))
+        implied += [(400, "A malformed query parameter.")]
+        implied += [(422, "A query parameter out of range.")] if op.query.fields else []
     if op.auth:
-        statuses.update(dict.fromkeys((401, 429)))
+        token = "An invalid, expired or revoked access token" + (" (or none)." * (not op.anonymous))
+        implied += [(401, token), _API_LIMIT]
     if op.roles:
-        statuses[403] = None
+        implied.append((403, f"The caller's role is not {' or '.join(op.roles)}."))
     if op.limited:
-        statuses[429] = None
+        implied.append(_IP_LIMIT)
     if op.idempotent:
-        statuses.update(dict.fromkeys((400, 409, 422)))
+        implied += [
+            (400, "A malformed Idempotency-Key."),
+            (409, "A request with this Idempotency-Key is still being processed."),
+            (422, "This Idempotency-Key was used with another request."),
+        ]
     if op.conditional == "If-Match":
-        statuses.update(dict.fromkeys((400, 412)))
+        implied += _IF_MATCH
     elif op.conditional == "If-None-Match":
-        statuses[304] = None
-    statuses.update(op.also)
-    statuses.update(op.responses)
-    return dict(sorted(statuses.items()))
+        implied.append((304, None))
+    implied += _SERVER
+    reasons: dict[int, list[str]] = {}
+    for status, when in implied:
+        said = reasons.setdefault(status, [])
+        said += [when] if when and when not in said else []
+    return {status: " ".join(reasons[status]) or None for status in sorted(reasons)}
 
 
 def _response(spec: APISpec, status: int, when: str | None, op: Operation) -> dict:
     own = op.headers.get(op.success if status == 304 else status, ())  # a 304 repeats the ETag
     names = ["X-Request-ID", *own, *PROBLEM_HEADERS.get(status, ())]
-    if op.auth or op.limited:
+    if (op.auth or op.limited) and status not in (414, 431):  # refused before any count
         names += RATE_HEADERS
     response: dict = {
         "description": when or HTTPStatus(status).phrase,
@@ -254,15 +283,20 @@ def _header(name: str, description: str | None, **limits) -> dict:
 
 
 def _operation(spec, rule: Rule, op: Operation, view_class, method: str, tag: str) -> dict:
-    view = getattr(view_class, method.lower())
+    doc = inspect.cleandoc(getattr(view_class, method.lower()).__doc__ or "")
+    summary, _, description = doc.partition("\n\n")  # PEP 257: a line, a blank line, more
+    if "\n" in summary:
+        raise RuntimeError(f"{op.op_id}: a one-line summary, then a blank line before more")
     result: dict = {
         "operationId": op.op_id,
-        "summary": (view.__doc__ or "").strip().splitlines()[0].rstrip("."),
+        "summary": summary.rstrip("."),
         "tags": [tag],
         "responses": {
             str(status): _response(spec, status, when, op) for status, when in _statuses(op).items()
         },
     }
+    if description:
+        result["description"] = " ".join(description.split())
     parameters = _parameters(rule, op)
     if parameters:
         result["parameters"] = parameters
