@@ -167,6 +167,29 @@ def test_verification_events(app, client, smtp_sink, admin):
     assert_no_secret_in(events_of(client, admin, user_id), token, code)
 
 
+def test_resending_writes_its_security_event(app, client, smtp_sink, user, admin):
+    assert client.post(RESEND, headers=user.headers).status_code == 202
+    assert client.post(RESEND, headers=user.headers).status_code == 202
+    assert event_types(client, admin, user.id) == ["email_verification_sent"] * 2
+    assert_no_secret_in(
+        events_of(client, admin, user.id), *proof(last_mail(app, smtp_sink, user.email))
+    )
+
+
+def test_a_verification_link_and_code_die_when_the_password_changes(app, client, smtp_sink):
+    registered(client)
+    token, code = proof(last_mail(app, smtp_sink, ADA))
+    headers = bearer(log_in(client, ADA).get_json()["access_token"])
+    change = {"current_password": PASSWORD, "new_password": "an entirely other passphrase"}
+    assert client.put(f"{ME}/password", json=change, headers=headers).status_code == 204
+    assert_problem(client.post(VERIFY, json={"token": token}), 400)
+    assert_problem(client.post(VERIFY, json={"email": ADA, "code": code}), 400)
+    assert client.get(ME, headers=headers).get_json()["email_verified"] is False
+    assert client.post(RESEND, headers=headers).status_code == 202, "a new mail still verifies"
+    fresh, _ = proof(last_mail(app, smtp_sink, ADA))
+    assert client.post(VERIFY, json={"token": fresh}).status_code == 200
+
+
 # --- COFFER_REQUIRE_VERIFIED_EMAIL -----------------------------------------------------------
 
 

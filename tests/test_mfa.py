@@ -219,6 +219,31 @@ def test_a_code_is_never_accepted_twice_nor_one_of_an_older_step(client, enrolle
     assert_unauthorized(older)
 
 
+def test_a_code_spent_at_log_in_is_refused_by_a_password_change(client, enrolled):
+    code = enrolled.code()
+    assert second_step(client, challenge(client, enrolled.account), code=code).status_code == 201
+    refused = assert_problem(_change_password(client, enrolled.account.headers, code=code), 422)
+    assert list(refused["errors"]) == ["code"]
+    assert challenge(client, enrolled.account), "the old password still logs in"
+
+
+def test_a_code_spent_on_a_password_change_is_refused_at_log_in(client, enrolled):
+    code = enrolled.code()
+    assert _change_password(client, enrolled.account.headers, code=code).status_code == 204
+    mfa_token = assert_unauthorized(log_in(client, enrolled.account.email, NEW_PASSWORD))[
+        "mfa_token"
+    ]
+    assert_unauthorized(second_step(client, mfa_token, code=code))
+    assert second_step(client, mfa_token, code=enrolled.code(1)).status_code == 201
+
+
+def test_the_code_that_confirmed_enrolment_is_refused_at_log_in(client, enrol, user):
+    on = enrol(user)  # the clock has not moved: the confirming code is still current
+    mfa_token = challenge(client, user)
+    assert_unauthorized(second_step(client, mfa_token, code=on.code()))
+    assert second_step(client, mfa_token, code=on.code(1)).status_code == 201
+
+
 def test_an_mfa_token_opens_one_session(client, enrolled):
     mfa_token = challenge(client, enrolled.account)
     assert second_step(client, mfa_token, code=enrolled.code()).status_code == 201
@@ -445,6 +470,19 @@ def test_only_admins_reset_a_users_mfa(client, enrolled, user, accounts):
 def test_an_admin_reset_of_an_unknown_user_is_404(client, admin):
     url = f"{API}/users/0190f5a4-7c1e-7d2a-9b3c-4d5e6f708192/mfa"
     assert_problem(client.delete(url, headers=admin.headers), 404)
+
+
+def test_a_wrong_code_at_enrolment_confirmation_writes_mfa_failed(client, user, admin):
+    assert client.post(TOTP, json={"password": PASSWORD}, headers=user.headers).status_code == 201
+    assert_problem(client.post(CONFIRM, json={"code": "000000"}, headers=user.headers), 422)
+    failed = [e for e in events_of(client, admin, user.id) if e["type"] == "mfa_failed"]
+    assert [e["details"] for e in failed] == [{"step": "enrolment"}]
+
+
+def test_a_wrong_step_up_code_writes_mfa_failed(client, enrolled, admin):
+    assert_problem(_change_password(client, enrolled.account.headers, code="000000"), 422)
+    failed = [e for e in events_of(client, admin, enrolled.account.id) if e["type"] == "mfa_failed"]
+    assert [e["details"] for e in failed] == [{"step": "confirmation"}]
 
 
 def test_every_step_writes_its_security_event(client, enrolled, admin):
