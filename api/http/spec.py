@@ -148,6 +148,11 @@ _SERVER = (
 _BODY = ((400, "Malformed JSON."), (413, None), (415, None), (422, "The body is invalid."))
 _API_LIMIT = (429, "Over the per-user limit of COFFER_RATE_LIMIT_API.")
 _IP_LIMIT = (429, "Over COFFER_RATE_LIMIT_AUTH from this client IP.")
+_IDEMPOTENT = (
+    (400, "A malformed Idempotency-Key."),
+    (409, "A request with this Idempotency-Key is still being processed."),
+    (422, "This Idempotency-Key was used with another request."),
+)
 _IF_MATCH = (
     (400, "A malformed If-Match: neither * nor a list of quoted ETags."),
     (412, "If-Match does not match the record's current ETag: it has changed."),
@@ -157,10 +162,17 @@ _IF_MATCH = (
 def _statuses(op: Operation) -> dict[int, str | None]:
     """Every status the operation can answer, with when: its own (from the view's
     declaration) first, then what its decorators imply; the reasons of one status joined."""
-    implied: list[tuple[int, str | None]] = [*op.also.items(), *op.responses.items()]
-    implied.append((op.success, None))
-    if op.body is not None:
-        implied += _BODY
+    own = [*op.also.items(), *op.responses.items(), (op.success, None)]
+    reasons: dict[int, list[str]] = {}
+    for status, when in (*own, *_implied(op), *_SERVER):
+        said = reasons.setdefault(status, [])
+        said += [when] if when and when not in said else []
+    return {status: " ".join(reasons[status]) or None for status in sorted(reasons)}
+
+
+def _implied(op: Operation) -> list[tuple[int, str | None]]:
+    """(status, when) of what the operation's decorators do: load, authenticate, limit …"""
+    implied = list(_BODY) if op.body is not None else []
     if op.query is not None:
         implied += [(400, "A malformed query parameter.")]
         implied += [(422, "A query parameter out of range.")] if op.query.fields else []
@@ -172,21 +184,12 @@ def _statuses(op: Operation) -> dict[int, str | None]:
     if op.limited:
         implied.append(_IP_LIMIT)
     if op.idempotent:
-        implied += [
-            (400, "A malformed Idempotency-Key."),
-            (409, "A request with this Idempotency-Key is still being processed."),
-            (422, "This Idempotency-Key was used with another request."),
-        ]
+        implied += _IDEMPOTENT
     if op.conditional == "If-Match":
         implied += _IF_MATCH
     elif op.conditional == "If-None-Match":
         implied.append((304, None))
-    implied += _SERVER
-    reasons: dict[int, list[str]] = {}
-    for status, when in implied:
-        said = reasons.setdefault(status, [])
-        said += [when] if when and when not in said else []
-    return {status: " ".join(reasons[status]) or None for status in sorted(reasons)}
+    return implied
 
 
 def _response(spec: APISpec, status: int, when: str | None, op: Operation) -> dict:
