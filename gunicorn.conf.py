@@ -173,7 +173,7 @@ class ProblemErrors:
 
 class ProblemThreadWorker(ProblemErrors, ThreadWorker):
     """gunicorn's gthread worker, answering its own errors in problem+json. On SIGTERM it
-    ends its change streams at once (api/feed.py `shutdown`), so that their clients reconnect
+    ends its change streams at once (api/feed/ `shutdown`), so that their clients reconnect
     to another instance instead of holding this one for the whole graceful timeout."""
 
     def handle_exit(self, sig, frame):

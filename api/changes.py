@@ -1,5 +1,5 @@
 """The change log: every write to a record, appended in the write's own transaction, kept for
-COFFER_CHANGES_RETENTION seconds. It is the change feed's source of truth (api/feed.py): a
+COFFER_CHANGES_RETENTION seconds. It is the change feed's source of truth (api/feed/): a
 stream reads it after its position, so a notification that never arrives costs only latency.
 
 A change's `position` orders the log: a reader that has read through position N never meets a
@@ -24,12 +24,15 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from flask import current_app
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import visitors
 
+from api.extensions import db
 from api.models import Change, ChangeLogState, Record, utcnow
 
 ADVISORY_LOCK = 0x436F66666572  # "Coffer": the key of the sequencer's advisory lock
+PRUNE_LOCK = ADVISORY_LOCK + 1  # held by the one process that prunes the log
 BATCH = 5000  # changes numbered per run of the sequencer
 _changes = Change.__table__
 _state = ChangeLogState.__table__
@@ -173,6 +176,24 @@ def prune(conn: Connection, retention: int) -> int:
     return deleted_rows
 
 
+def expire(engine: Engine | None = None, retention: int | None = None) -> int:
+    """Prune the log of the changes older than `retention` seconds (by default the app's
+    engine and COFFER_CHANGES_RETENTION): what every process that writes changes does now and
+    then (api/feed/hub.py), and `flask purge`. On PostgreSQL the committed changes get their
+    positions first, and one process prunes at a time: the others skip, there is nothing left
+    for them. How many changes it deleted."""
+    engine = db.engine if engine is None else engine
+    if retention is None:
+        retention = current_app.config["COFFER_CHANGES_RETENTION"]
+    with engine.connect() as conn:
+        number(conn)
+        if conn.dialect.name == "postgresql":
+            if not conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(PRUNE_LOCK))):
+                conn.rollback()
+                return 0
+        return prune(conn, retention)
+
+
 def newer(conn: Connection, after: int, limit: int) -> list[tuple[int, str]]:
     """(position, collection) of the changes after `after`, oldest first: what a hub learns."""
     stmt = (
@@ -241,7 +262,7 @@ def view(
         _c.position > sa.bindparam("after"),
         _c.position <= sa.bindparam("through"),
         _c.collection.in_(sorted(set(collections))),
-        # A deletion with readers may be a grantee's (api/feed.py checks whose).
+        # A deletion with readers may be a grantee's (api/feed/streams.py checks whose).
         sa.or_(as_of(visible, _AFTER), _c.readers.is_not(None)),
     )
     if conditions:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from api import accounts, indexes, signing
+from api import accounts, changes, indexes, signing
 from api.config import from_env
 from api.email_address import InvalidEmail
 from api.extensions import db
@@ -47,6 +47,7 @@ def purge(days: int) -> None:
     ).rowcount
     db.session.commit()
     click.echo(f"purged {ended} sessions and {keys} idempotency keys")
+    click.echo(f"pruned {changes.expire()} changes older than COFFER_CHANGES_RETENTION")
 
 
 @click.command("openapi")

@@ -52,7 +52,7 @@ SETTINGS: dict[str, tuple[type, object]] = {
     "COFFER_RESET_TOKEN_TTL": (int, 3600),
     "COFFER_REQUIRE_VERIFIED_EMAIL": (bool, "false"),  # as the environment spells it
     "COFFER_RATE_LIMIT_MAIL": (str, "5/hour"),
-    # Change feed (api/feed.py): seconds of change log kept for resuming; open streams per
+    # Change feed (api/feed/): seconds of change log kept for resuming; open streams per
     # instance, all workers together.
     "COFFER_CHANGES_RETENTION": (int, 86400),
     "COFFER_MAX_STREAMS": (int, 1000),

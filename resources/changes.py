@@ -1,5 +1,5 @@
 """The change feed over HTTP: Server-Sent Events streams of record changes, and the tickets
-that let a browser's EventSource open one (API.md: Change feed). The streams are api/feed.py's;
+that let a browser's EventSource open one (API.md: Change feed). The streams are api/feed/'s;
 this module maps them to routes."""
 
 from flask import g, request

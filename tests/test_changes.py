@@ -16,6 +16,12 @@ from api.extensions import db
 from api.models import Change, Record, utcnow
 
 
+def set_policy(client, admin, collection, read):
+    body = {"read": read, "create": "users"}
+    response = client.put(f"{API}/collections/{collection}", json=body, headers=admin.headers)
+    assert response.status_code == 200, response.get_json()
+
+
 def watch(client, account, collection="tasks", *, query="", headers=None) -> Stream:
     url = f"{API}/data/{collection}/changes" + (f"?{query}" if query else "")
     response = client.get(url, headers={**account.headers, **(headers or {})}, buffered=False)
@@ -213,10 +219,12 @@ def test_an_id_older_than_the_retention_gets_a_reset(make_app, accounts_for, fro
     beyond = watch(client, user, headers={"Last-Event-ID": old})
     reset = beyond.event()
     assert reset["event"] == "reset"
-    # Once pruned, the ids gone are refused for what they are.
+    # Once pruned (here, or by the app's own pruning, whichever comes first), the ids gone
+    # are refused for what they are.
     frozen_clock.advance(3600)
     with app.app_context():
-        assert changes.prune(db.session.connection(), 3600) == 2
+        changes.prune(db.session.connection(), 3600)
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Change)) == 0
     gone = watch(client, user, headers={"Last-Event-ID": old})
     assert gone.event()["event"] == "reset"
 
@@ -348,6 +356,49 @@ def test_a_stream_ends_within_5_seconds_of_its_user_being_deleted(client, accoun
     stream = watch(client, user)
     assert client.delete(f"{API}/users/{user.id}", headers=admin.headers).status_code == 204
     stream.end_within(5)
+
+
+def test_a_stream_outlives_its_access_token_and_ends_with_its_session(
+    make_app, accounts_for, frozen_clock
+):
+    """API.md: a stream lives as long as its session, not its access token."""
+    app = make_app(COFFER_ACCESS_TOKEN_TTL=60, COFFER_REFRESH_TOKEN_TTL=3600)
+    writer_app = make_app(COFFER_ACCESS_TOKEN_TTL=86400)  # the same database, long tokens
+    client = app.test_client()
+    user = accounts_for(app).create()
+    writer = accounts_for(writer_app).create()
+    stream = watch(client, user, "board", query="scope=all")
+    admin = accounts_for(writer_app).create(role="admin")
+    set_policy(writer_app.test_client(), admin, "board", read="users")
+    frozen_clock.advance(120)  # the access token has expired (60 s + 30 s of leeway)
+    assert_problem(client.get(f"{API}/users/me", headers=user.headers), 401)
+    record = create(writer_app.test_client(), writer, {"n": 1}, "board")
+    assert stream.event()["data"]["record"]["id"] == record["id"]  # the stream goes on
+    frozen_clock.advance(3600)  # the session has expired
+    stream.end_within(5)
+
+
+def test_a_policy_change_stops_a_non_owners_events_at_once(client, accounts):
+    admin, owner, reader = (accounts.create(role="admin"), accounts.create(), accounts.create())
+    set_policy(client, admin, "board", read="users")
+    stream = watch(client, reader, "board", query="scope=all")
+    shown = create(client, owner, {"n": 1}, "board")
+    assert stream.event()["data"]["record"]["id"] == shown["id"]
+    set_policy(client, admin, "board", read="owner")
+    create(client, owner, {"n": 2}, "board")  # no longer the reader's to see
+    patch(client, owner, shown, {"n": 3}, "board")
+    own = create(client, reader, {"n": 4}, "board")
+    assert stream.event()["data"]["record"]["id"] == own["id"]  # the next one is its own
+
+
+def test_an_idle_stream_gets_a_keep_alive_comment_every_interval(app, client, user):
+    app.extensions["coffer_feed"].heartbeat = 0.3  # 15 s in production
+    stream = watch(client, user)
+    start = time.monotonic()
+    blocks = [stream.block() for _ in range(3)]
+    elapsed = time.monotonic() - start
+    assert blocks == [{"comments": ["keep-alive"]}] * 3
+    assert 0.9 <= elapsed < 10  # one per interval (not a flood, nor every 15 s)
 
 
 def test_shutdown_ends_every_stream(app, client, user):
@@ -675,3 +726,40 @@ def test_a_record_and_its_change_commit_together_on_the_requests_connection(app,
 def _record_of(entry: dict) -> dict:
     names = ("collection", "owner_id", "version", "created_at", "updated_at", "data")
     return {"id": entry["record_id"], **{name: entry[name] for name in names}}
+
+
+# --- pruning the log ---------------------------------------------------------------------------
+
+
+def _logged(app) -> list[dict]:
+    with app.app_context():
+        rows = db.session.scalars(sa.select(Change.data).order_by(Change.id)).all()
+        db.session.commit()
+    return rows
+
+
+def test_a_writing_app_prunes_the_log_without_any_open_stream(make_app, accounts_for, frozen_clock):
+    app = make_app(COFFER_CHANGES_RETENTION=3600, COFFER_ACCESS_TOKEN_TTL=86400)
+    client, user = app.test_client(), accounts_for(app).create()
+    create(client, user, {"n": 0})
+    frozen_clock.advance(3601)  # past the retention, and past the first pruning (~30 s)
+    create(client, user, {"n": 1})
+    deadline = time.monotonic() + 5
+    while _logged(app) != [{"n": 1}] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _logged(app) == [{"n": 1}]
+
+
+def test_flask_purge_prunes_the_log(make_app, accounts_for, frozen_clock):
+    app = make_app(COFFER_CHANGES_RETENTION=3600, COFFER_ACCESS_TOKEN_TTL=86400)
+    client, user = app.test_client(), accounts_for(app).create()
+    create(client, user, {"n": 0})
+    app.extensions["coffer_feed"].stop()  # as in a process that only runs the command
+    frozen_clock.advance(1800)
+    create(client, user, {"n": 1})
+    frozen_clock.advance(1801)
+    with app.app_context():  # as `flask` pushes one
+        result = app.test_cli_runner().invoke(args=["purge"])
+    assert result.exit_code == 0, result.output
+    assert "pruned 1 changes" in result.output
+    assert _logged(app) == [{"n": 1}]

@@ -190,3 +190,16 @@ def test_an_abbreviated_output_matches_what_it_abbreviates(shown, printed):
 )
 def test_an_abbreviated_output_refuses_what_differs(shown, printed):
     assert step_mismatch(shown, printed) is not None
+
+
+def test_the_proxy_settings_it_gives_for_streams_are_those_of_deploy_nginx_conf():
+    text = README.read_text()
+    section = text[text.index("### Behind a proxy") :]
+    section = section[: section.index("\n### ")]
+    stated = re.findall(r"`((?:proxy_|gzip)[a-z_]* [^`]+)`", section)
+    nginx = (README.parent / "deploy" / "nginx.conf").read_text()
+    block = nginx[nginx.index("location ~ ^/api/v1/(changes") :]
+    block = block[: block.index("}")]
+    directives = {" ".join(line.strip().rstrip(";").split()) for line in block.splitlines()}
+    assert len(stated) >= 6, stated
+    assert [setting for setting in stated if setting not in directives] == []
