@@ -11,17 +11,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from uuid6 import uuid7
 
 from api import clock
+from api.constants import (
+    CHANGE_KINDS,
+    CREATE_POLICIES,
+    GRANT_ACCESS,
+    LINK_PURPOSES,
+    READ_POLICIES,
+    ROLES,
+)
 from api.extensions import db
-
-ROLES = ("user", "service", "admin")
-# What a link token proves (api/link_tokens.py).
-LINK_PURPOSES = ("verify_email", "reset_password", "change_email")
-# Who reads a collection's records, who creates them (api/visibility.py, api/sharing.py).
-READ_POLICIES = ("owner", "users", "public")
-CREATE_POLICIES = ("users", "admins")
-GRANT_ACCESS = ("read", "write")
-# What a change to a record was (api/changes.py).
-CHANGE_KINDS = ("created", "updated", "deleted")
 
 
 def utcnow() -> datetime:

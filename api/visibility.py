@@ -21,9 +21,9 @@ import functools
 
 import sqlalchemy as sa
 
+from api.constants import SCOPES
 from api.models import CollectionPolicy, GroupMember, Record, RecordGrant
 
-SCOPES = ("own", "shared", "all")
 ANONYMOUS, USER, ADMIN = "anonymous", "user", "admin"
 CALLER = "visibility_caller"  # the bound parameter that holds the caller's id
 
