@@ -10,14 +10,14 @@ Each worker thread that serves ordinary requests keeps one connection from reque
 connection out nor returns it; the statements of every request (the session check, reading a
 record, a list's first page) are compiled once and run on the DB-API cursor (`Statement`).
 
-The package: engine.py (URL, pool, pragmas, the readiness probe), request_connection.py
+The package: engine.py (URL, pool, pragmas, the check at checkout), request_connection.py
 (a request's connection), kept.py (the connections request threads keep), statements.py
 (`Statement`), writers.py (`transaction`, SQLite's writer queue).
 """
 
 from flask import Flask
 
-from api.database.engine import database_url, dependencies_answer, engine_options
+from api.database.engine import database_url, engine_options
 from api.database.kept import KeptConnections, connection, let_go, release_session
 from api.database.request_connection import RequestConnection
 from api.database.statements import Statement
@@ -29,7 +29,6 @@ __all__ = [
     "Statement",
     "connection",
     "database_url",
-    "dependencies_answer",
     "engine_options",
     "init_app",
     "let_go",

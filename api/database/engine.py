@@ -1,6 +1,5 @@
-"""The engine: the database URL, the pool and connection settings, SQLite's pragmas, the
-check at checkout that a pooled PostgreSQL connection is still open, and whether the
-database and Redis answer (the readiness probe)."""
+"""The engine: the database URL, the pool and connection settings, SQLite's pragmas, and the
+check at checkout that a pooled PostgreSQL connection is still open."""
 
 import os
 import select
@@ -8,13 +7,11 @@ import sqlite3
 
 import orjson
 import psycopg
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import Pool
-
-from api.extensions import db
 
 
 def database_url(app: Flask) -> str:
@@ -93,29 +90,3 @@ def is_closed(dbapi_connection) -> bool:
     poller = select.poll()
     poller.register(dbapi_connection.fileno(), select.POLLIN)
     return bool(poller.poll(0))
-
-
-def dependencies_answer() -> dict[str, bool | None]:
-    """Whether the database and Redis answer now (None: Redis is not configured)."""
-    return {"database": _database_answers(), "redis": _redis_answers()}
-
-
-def _database_answers() -> bool:
-    try:
-        db.session.execute(db.select(1)).scalar_one()
-        return True
-    except Exception as exc:
-        current_app.logger.warning("readiness: database check failed: %s", type(exc).__name__)
-        db.session.rollback()
-        return False
-
-
-def _redis_answers() -> bool | None:
-    client = current_app.extensions.get("coffer_redis")
-    if client is None:
-        return None
-    try:
-        return bool(client.ping())
-    except Exception as exc:
-        current_app.logger.warning("readiness: redis check failed: %s", type(exc).__name__)
-        return False
