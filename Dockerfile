@@ -14,6 +14,7 @@ RUN groupadd --system --gid 10001 coffer \
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY api api
+COPY coffer coffer
 COPY resources resources
 COPY schemas schemas
 COPY migrations migrations

@@ -72,8 +72,8 @@ def post_worker_init(worker):
 def _bootstrap_admin():
     """The first admin (API.md: Users), here so that it runs once per start of the service
     rather than in every worker. Before _import_coffer: its gc.collect() then frees the app
-    built for it, whose database connections api.cli has closed already."""
-    from api.cli import bootstrap_at_start
+    built for it, whose database connections coffer.bootstrap_admin has closed already."""
+    from coffer import bootstrap_at_start
 
     bootstrap_at_start()
 
@@ -88,7 +88,7 @@ def _import_coffer():
     means that new code needs a restart of the master; `kill -HUP` only restarts the workers.
     Only Coffer's app: the benchmark's bare-Flask ceiling runs under this file too.
     """
-    import api  # noqa: F401
+    import coffer  # noqa: F401  (with it the core, api)
     import resources  # noqa: F401
 
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):

@@ -1,5 +1,5 @@
 """The WSGI entry point for gunicorn and the flask CLI."""
 
-from api import create_app
+from coffer import create_app
 
 app = create_app()

@@ -13,7 +13,8 @@ from api.events import emit
 from api.extensions import db
 from api.models import Session, User, utcnow
 from api.pagination import list_binding, newest_first
-from api.passwords import hash_password, password_problems
+from api.password_rules import password_problems
+from api.passwords import hash_password
 from api.ratelimit import LOG_IN  # noqa: F401  (the log-in counter, named where log-ins are)
 from api.tokens import Caller
 

@@ -57,7 +57,7 @@ SETTINGS: dict[str, tuple[type, object]] = {
     "COFFER_CHANGES_RETENTION": (int, 86400),
     "COFFER_MAX_STREAMS": (int, 1000),
     # Threads per gthread worker for ordinary requests (gunicorn.conf.py): each keeps a database
-    # connection from request to request, and the pool is sized for them (api/database.py).
+    # connection from request to request, and the pool is sized for them (api/database/kept.py).
     "COFFER_THREADS": (int, 2),
 }
 

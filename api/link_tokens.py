@@ -22,10 +22,11 @@ from flask import current_app
 from uuid6 import uuid7
 
 from api import mail
+from api.constants import LINK_PURPOSES
 from api.errors import InvalidRequest
 from api.extensions import db
 from api.keys import derive_key
-from api.models import LINK_PURPOSES, LinkToken, User, utcnow
+from api.models import LinkToken, User, utcnow
 from api.tokens import token_hash
 
 VERIFY_EMAIL, RESET_PASSWORD, CHANGE_EMAIL = LINK_PURPOSES

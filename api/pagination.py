@@ -11,8 +11,6 @@ from api.errors import InvalidRequest
 from api.extensions import db
 from api.keys import b64url_decode, b64url_encode, derive_key
 
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
 _MAC_BYTES = 16
 _PAGE_ARGS = frozenset({"limit", "cursor"})
 

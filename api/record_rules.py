@@ -1,6 +1,7 @@
 """What a record's `data` may be: storable identically on SQLite and PostgreSQL, and within
 COFFER_MAX_RECORD_BYTES. Request schemas check a body with these; the record statements check
-what a merge patch makes. And what a collection may be named."""
+what a merge patch makes. And what a collection may be named, and which parameters of a
+record list are filters (the list language, api/query, reads those)."""
 
 import re
 
@@ -8,11 +9,23 @@ import orjson
 from flask import current_app
 from marshmallow import ValidationError
 
-from api import query
-
 MAX_NESTING = 64
 COLLECTION_PATTERN = "^[a-z][a-z0-9_-]{0,63}$"
 COLLECTION_NAME = re.compile(COLLECTION_PATTERN)
+TIMESTAMPS = ("created_at", "updated_at")  # a record's columns that a list may filter on
+# Stored numbers lie in [-2^63, 2^63): SQLite's integers, exact on both databases.
+_INT64 = 2**63
+
+
+def in_int64(number: int | float) -> bool:
+    """Whether a number lies in the range of 64-bit integers, which records may store."""
+    return -_INT64 <= number < _INT64
+
+
+def is_filter(name: str) -> bool:
+    """Whether a query parameter of a record list names a filter (the list schema validates
+    the others; docs/query-language.md)."""
+    return name in TIMESTAMPS or name.startswith("data.")
 
 
 def content_problem(value: object) -> str | None:
@@ -35,7 +48,7 @@ def content_problem(value: object) -> str | None:
         elif isinstance(node, str) and "\x00" in node:
             return "Strings must not contain U+0000."
         elif isinstance(node, int | float) and not isinstance(node, bool):
-            if not query.in_int64(node):
+            if not in_int64(node):
                 return "Numbers must lie between -2^63 and 2^63."
     return None
 

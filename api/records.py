@@ -1,7 +1,7 @@
 """Records in the database: reading, listing, creating and conditional writes, each limited
 to what the caller may read or write (api/visibility.py) by the statement itself.
 
-Every statement is Core, on the request's connection (api/database.py): a record is a row,
+Every statement is Core, on the request's connection (api/database/): a record is a row,
 read back as a mapping, never an ORM object. Every write logs its change in the same
 transaction (api/changes.py). A DELETE is one conditional statement that returns the record
 it deleted, so `If-Match` holds atomically in the database; PUT and PATCH read the record and

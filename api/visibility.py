@@ -21,9 +21,9 @@ import functools
 
 import sqlalchemy as sa
 
+from api.constants import SCOPES
 from api.models import CollectionPolicy, GroupMember, Record, RecordGrant
 
-SCOPES = ("own", "shared", "all")
 ANONYMOUS, USER, ADMIN = "anonymous", "user", "admin"
 CALLER = "visibility_caller"  # the bound parameter that holds the caller's id
 
@@ -152,8 +152,8 @@ def grantees(*where: sa.ColumnElement[bool]) -> sa.Select:
 
 def _policy_reads(reads: tuple[str, ...]) -> sa.ColumnElement[bool]:
     """The row's collection has a policy that lets these readers read."""
-    # The readers as separate bound values, not one expanding parameter: api/database.py's
-    # Statement binds a statement's values once, when it compiles it.
+    # The readers as separate bound values, not one expanding parameter: the Statement of
+    # api/database/statements.py binds a statement's values once, when it compiles it.
     readers = [sa.literal(read, sa.String()) for read in reads]
     policy = sa.select(1).where(
         _policies.c.name == _records.c.collection, _policies.c.read.in_(readers)

@@ -28,11 +28,12 @@ from flask_migrate import upgrade
 from uuid6 import uuid7
 from werkzeug.datastructures import MultiDict
 
-from api import create_app, indexes, query
+from api import indexes, query
 from api.extensions import db
 from api.models import Record, Session, User, utcnow
 from api.passwords import hash_password
 from api.tokens import issue_access_token
+from coffer import create_app
 
 SIZES = (1_000, 10_000, 100_000)
 ROUNDS = 7

@@ -14,8 +14,8 @@ from ceiling import app as ceiling_app
 from flask_migrate import upgrade
 from inprocess import call, environ
 
-from api import create_app
 from api.tokens import _live_caller, _verify_access_token, decode_access_token
+from coffer import create_app
 
 ROUNDS, CALLS = 7, 500
 

@@ -21,7 +21,8 @@ from bench_list import database_url, drop_schema  # bench/ is on sys.path
 from ceiling import app as ceiling_app
 from inprocess import call, environ, scenarios, seed
 
-from api import create_app, indexes
+from api import indexes
+from coffer import create_app
 
 ROUNDS = 7
 

@@ -31,11 +31,11 @@ from bench_list import START, database_url, drop_schema
 from flask_migrate import upgrade
 from uuid6 import uuid7
 
-from api import create_app
 from api.extensions import db
 from api.models import Group, GroupMember, Record, RecordGrant, Session, User, utcnow
 from api.passwords import hash_password
 from api.tokens import issue_access_token
+from coffer import create_app
 
 SIZES = (1_000, 10_000, 100_000)
 ROUNDS = 7

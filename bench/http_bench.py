@@ -133,7 +133,7 @@ def seed(database_url: str) -> None:
     )
     script = textwrap.dedent(f"""
         import random
-        from api import create_app
+        from coffer import create_app
         from api.accounts import create_user
         from api.extensions import db
         from api.models import Record

@@ -20,10 +20,11 @@ from bench_list import database_url, drop_schema  # bench/ is on sys.path
 from ceiling import app as ceiling_app
 from flask_migrate import upgrade
 
-from api import create_app, indexes
+from api import indexes
 from api.accounts import create_user
 from api.extensions import db
 from api.models import Record
+from coffer import create_app
 
 PASSWORD = "benchmark password 123"
 RECORDS = 10_000

@@ -2,7 +2,7 @@
 
 from flask_restful import Resource
 
-from api import database
+from api import readiness
 from api.http.operation import operation, other_responses, response
 from api.http.problems import Problem
 from schemas.health import status
@@ -26,7 +26,7 @@ class Readiness(Resource):
     @other_responses({503: "The database or Redis does not answer."})
     def get(self):
         """Readiness probe: the database (and Redis, when configured) answers."""
-        checks = database.dependencies_answer()
+        checks = readiness.dependencies_answer()
         failing = [name for name, ok in checks.items() if ok is False]
         if failing:
             raise Problem(

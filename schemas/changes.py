@@ -2,9 +2,8 @@
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates
 
-from api import query
-from api.record_rules import COLLECTION_NAME
-from api.visibility import SCOPES
+from api.constants import SCOPES
+from api.record_rules import COLLECTION_NAME, is_filter
 from schemas.common import Timestamp
 
 MAX_COLLECTIONS = 20
@@ -41,7 +40,7 @@ class CollectionChangesQuery(StreamQuery):
 
     @pre_load
     def _leave_filters_to_the_query_language(self, data: dict, **_kwargs) -> dict:
-        return {name: value for name, value in data.items() if not query.is_filter(name)}
+        return {name: value for name, value in data.items() if not is_filter(name)}
 
 
 class CollectionList(fields.String):

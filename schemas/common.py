@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from api.constants import DEFAULT_LIMIT, MAX_LIMIT
 
 
 def format_timestamp(value: datetime) -> str:

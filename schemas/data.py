@@ -2,8 +2,8 @@
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validates
 
-from api import query, visibility
-from api.record_rules import content_problem, size_problem
+from api.constants import SCOPES
+from api.record_rules import content_problem, is_filter, size_problem
 from schemas.common import PageQuery, Timestamp
 
 
@@ -65,12 +65,12 @@ class Scope(fields.String):
             "own: the caller's records; shared: records shared with the caller (directly or "
             "through a group); all: every record the caller may read."
         )
-        metadata = {"enum": list(visibility.SCOPES), "description": description}
+        metadata = {"enum": list(SCOPES), "description": description}
         super().__init__(load_default="own", metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
-        if value not in visibility.SCOPES:
+        if value not in SCOPES:
             raise self.make_error("invalid")
         return value
 
@@ -96,7 +96,7 @@ class RecordListQuery(PageQuery):
 
     @pre_load
     def _leave_filters_to_the_query_language(self, data: dict, **_kwargs) -> dict:
-        return {name: value for name, value in data.items() if not query.is_filter(name)}
+        return {name: value for name, value in data.items() if not is_filter(name)}
 
 
 record_write = RecordWrite()

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from api.models import CREATE_POLICIES, GRANT_ACCESS, READ_POLICIES
+from api.constants import CREATE_POLICIES, GRANT_ACCESS, READ_POLICIES
 from schemas.common import Timestamp
 
 

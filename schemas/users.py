@@ -2,9 +2,9 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from api.constants import ROLES
 from api.email_address import InvalidEmail, normalise_email
-from api.models import ROLES
-from api.passwords import password_problems
+from api.password_rules import password_problems
 from schemas.common import PageQuery, QueryBoolean, StrictBoolean, Timestamp
 
 _email = {"validate": validate.Length(max=320)}

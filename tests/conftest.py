@@ -17,11 +17,12 @@ from flask_migrate import upgrade
 from helpers import ASYMMETRIC, PASSWORD, bearer
 from werkzeug.serving import make_server
 
-from api import clock, create_app
+from api import clock
 from api.extensions import db
 from api.models import Session, User, utcnow
 from api.passwords import hash_password
 from api.tokens import issue_access_token
+from coffer import create_app
 
 pytest_plugins = ["smtp_sink"]  # the smtp_sink fixture: a real SMTP server
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")

@@ -1,7 +1,7 @@
 """What an app sends to its database, for tests that check the statements of a request.
 
 Captured at the DB-API level, below SQLAlchemy: the hot paths run their statements on the
-DB-API cursor (api/database.py's Statement), which SQLAlchemy's events never see.
+DB-API cursor (api/database/statements.py's Statement), which SQLAlchemy's events never see.
 """
 
 import contextlib

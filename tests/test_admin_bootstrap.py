@@ -17,7 +17,7 @@ from helpers import API, bearer, log_in, register
 from sqlalchemy.orm import Session as OrmSession
 
 import api.accounts
-import api.cli
+import coffer
 from api.extensions import db
 from api.models import User
 from api.passwords import hash_password
@@ -46,7 +46,7 @@ def booted(make_app):
     app = make_app(**ADMIN)
 
     def boot():
-        api.cli.bootstrap_admin(app)
+        coffer.bootstrap_admin(app)
         return stored(app, "root@example.com")
 
     boot.app = app
@@ -73,7 +73,7 @@ def create_admin(app, *args: str, password_input: str | None = None):
 
 def test_start_up_creates_the_admin_when_there_is_no_admin(make_app):
     app = make_app(COFFER_ADMIN_EMAIL=" Root@Example.com ", COFFER_ADMIN_PASSWORD=ADMIN_PASSWORD)
-    api.cli.bootstrap_admin(app)
+    coffer.bootstrap_admin(app)
     client = app.test_client()
     response = log_in(client, "root@example.com", ADMIN_PASSWORD)
     assert response.status_code == 201
@@ -151,7 +151,7 @@ def test_start_up_racing_another_instance_for_the_address_is_quiet(booted, monke
 def test_start_up_without_both_settings_creates_nobody(make_app):
     for settings in ({"COFFER_ADMIN_EMAIL": "root@example.com"}, {"COFFER_ADMIN_PASSWORD": "x"}):
         app = make_app(**settings)
-        api.cli.bootstrap_admin(app)
+        coffer.bootstrap_admin(app)
     assert user_count(app) == 0
 
 
@@ -163,7 +163,7 @@ def test_start_up_without_both_settings_creates_nobody(make_app):
 def test_start_up_refuses_a_weak_admin_password(make_app, password):
     app = make_app(COFFER_ADMIN_EMAIL="root@example.com", COFFER_ADMIN_PASSWORD=password)
     with pytest.raises(RuntimeError, match="COFFER_ADMIN_PASSWORD"):
-        api.cli.bootstrap_admin(app)
+        coffer.bootstrap_admin(app)
     assert user_count(app) == 0
 
 
@@ -172,7 +172,7 @@ def test_start_up_refuses_an_admin_email_with_invisible_characters(make_app):
         COFFER_ADMIN_EMAIL="root\u200b@example.com", COFFER_ADMIN_PASSWORD=ADMIN_PASSWORD
     )
     with pytest.raises(RuntimeError, match="COFFER_ADMIN_EMAIL"):
-        api.cli.bootstrap_admin(app)
+        coffer.bootstrap_admin(app)
     assert user_count(app) == 0
 
 

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from helpers import API
 
-from api import database
+from api.database import request_connection
 from api.extensions import db
 
 pytestmark = pytest.mark.skipif(
@@ -350,8 +350,8 @@ def test_a_read_that_finds_its_kept_connection_closed_is_run_again_on_a_new_one(
             return False
         return real_closed(connection)
 
-    real_closed = database._closed
-    monkeypatch.setattr(database, "_closed", closed_right_after_the_look)
+    real_closed = request_connection.is_closed
+    monkeypatch.setattr(request_connection, "is_closed", closed_right_after_the_look)
     response = client.get(record, headers=user.headers)
     assert looked == [dbapi_connection]
     assert response.status_code == 200, response.get_json()

@@ -47,7 +47,7 @@ def _master_imports(app_uri: str) -> str:
         f"conf = runpy.run_path({CONF!r})\n"
         f"server = types.SimpleNamespace(app=types.SimpleNamespace(app_uri={app_uri!r}))\n"
         "conf['on_starting'](server)\n"
-        "print(' '.join(m for m in ('api', 'resources', 'wsgi') if m in sys.modules))\n"
+        "print(' '.join(m for m in ('coffer', 'api', 'resources', 'wsgi') if m in sys.modules))\n"
     )
 
 
@@ -58,7 +58,7 @@ def test_the_settings_import_no_flask():
 
 
 def test_the_master_imports_coffer_code_but_builds_no_app():
-    assert _master_imports("wsgi:app") == "api resources"
+    assert _master_imports("wsgi:app") == "coffer api resources"
 
 
 def test_a_master_serving_another_app_imports_no_coffer_code():
@@ -68,7 +68,7 @@ def test_a_master_serving_another_app_imports_no_coffer_code():
 def test_a_worker_app_leaves_cli_and_docs_only_modules_unimported(tmp_path):
     loaded = _python(
         "import sys\n"
-        "from api import create_app\n"
+        "from coffer import create_app\n"
         f"create_app(instance_path={str(tmp_path)!r})\n"
         "print(' '.join(m for m in ('yaml', 'apispec', 'api.http.spec') if m in sys.modules))\n",
         DATABASE_URL=f"sqlite:///{tmp_path}/coffer.db",

@@ -9,8 +9,8 @@ import flask
 import pytest
 from helpers import register
 
-from api import create_app
 from api.extensions import db
+from coffer import create_app
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Request threads keep a database connection from request to request, within the pool; the hot
-statements run on its DB-API cursor and read what SQLAlchemy would read (api/database.py)."""
+statements run on its DB-API cursor and read what SQLAlchemy would read (api/database/)."""
 
 import concurrent.futures
 import gc

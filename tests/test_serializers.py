@@ -222,7 +222,7 @@ def test_a_page_of_records_and_a_callers_profile_through_the_app(client, account
         caller = tokens.session_caller(uuid.UUID(account.session_id))
         assert isinstance(caller, tokens.Caller)
         record = records.find(caller, "todos", listed[0]["id"])
-        assert isinstance(record, dict)  # as the DB-API cursor's rows are read (api/database.py)
+        assert isinstance(record, dict)  # as DB-API rows are read (api/database/statements.py)
         assert_dumps_alike(user_public, caller)
         assert_dumps_alike(record_public, record)
         assert one == _as_json(record_public.dump(record))

@@ -1,5 +1,5 @@
-"""SQLite's record writers queue on a lock beside the database file (api/database.py), across
-the host's processes, instead of sleeping in SQLite's busy handler."""
+"""SQLite's record writers queue on a lock beside the database file (api/database/writers.py),
+across the host's processes, instead of sleeping in SQLite's busy handler."""
 
 import fcntl
 import os

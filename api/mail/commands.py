@@ -1,4 +1,4 @@
-"""`flask --app wsgi mail …`: the outbox from the command line (api/cli.py registers it)."""
+"""`flask --app wsgi mail …`: the outbox from the command line (coffer/cli.py registers it)."""
 
 from datetime import timedelta
 

@@ -20,18 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from api.models import Record
+from api.record_rules import in_int64
 
 # Type ranks: the order of JSON types when sorting on a data field, ascending.
 NUMBER, STRING, BOOLEAN, CONTAINER, MISSING = range(5)
 TYPED = (NUMBER, STRING, BOOLEAN)  # the ranks that carry a comparable value
-
-# Stored numbers lie in [-2^63, 2^63): SQLite's integers, exact on both databases.
-_INT64 = 2**63
-
-
-def in_int64(number: int | float) -> bool:
-    """Whether a number lies in the range of 64-bit integers, which records may store."""
-    return -_INT64 <= number < _INT64
 
 
 def int64_or_float(value: object) -> object:

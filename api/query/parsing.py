@@ -9,10 +9,10 @@ from werkzeug.datastructures import MultiDict
 
 from api.errors import InvalidRequest
 from api.query.dialects import CONTAINER, NUMBER, STRING, int64_or_float, rank_of
+from api.record_rules import TIMESTAMPS, is_filter
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
 RANGE_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})
-TIMESTAMPS = ("created_at", "updated_at")
 COLUMNS = (*TIMESTAMPS, "id")
 DEFAULT_SORT = "-created_at"
 SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -44,11 +44,6 @@ class Listing:
 def bad_parameter(param: str, message: str) -> InvalidRequest:
     """A 400 that names the query parameter at fault."""
     return InvalidRequest(message, errors={param: [message]})
-
-
-def is_filter(name: str) -> bool:
-    """Whether a query parameter names a filter (the list schema validates the others)."""
-    return name in TIMESTAMPS or name.startswith("data.")
 
 
 def parse(args: MultiDict, *, sort: str | None) -> Listing:

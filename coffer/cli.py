@@ -9,8 +9,6 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from api import accounts, changes, indexes, signing
-from api.config import from_env
-from api.email_address import InvalidEmail
 from api.extensions import db
 from api.http.idempotency import RETENTION
 from api.mail.commands import mail
@@ -184,47 +182,6 @@ def list_data_indexes() -> None:
     click.echo(f"{'FIELD':<{width}}  {'INDEX':<36}  STATUS")
     for field, name, status in rows:
         click.echo(f"{field:<{width}}  {name:<36}  {status}")
-
-
-def bootstrap_at_start() -> None:
-    """What gunicorn's master runs once per start of the service, before any worker forks:
-    the first admin. Not in create_app, which every worker (and every worker that replaces
-    one) runs; no app is built when COFFER_ADMIN_EMAIL and COFFER_ADMIN_PASSWORD are unset."""
-    settings = from_env()
-    if settings["COFFER_ADMIN_EMAIL"] and settings["COFFER_ADMIN_PASSWORD"]:
-        from api import create_app  # api imports this module
-
-        bootstrap_admin(create_app())
-
-
-def bootstrap_admin(app: Flask) -> None:
-    """Create the first admin from COFFER_ADMIN_EMAIL/COFFER_ADMIN_PASSWORD when the database
-    has no admin (accounts.bootstrap_admin), then close the app's database connections, so
-    that no process forked afterwards (a gunicorn worker) shares one."""
-    email = app.config.get("COFFER_ADMIN_EMAIL")
-    password = app.config.get("COFFER_ADMIN_PASSWORD")
-    if not (email and password):
-        return
-    with app.app_context():
-        try:
-            _bootstrap_admin(email, password)
-        finally:
-            db.session.remove()  # its connection goes back to the pool, which dispose() closes
-            db.engine.dispose()
-
-
-def _bootstrap_admin(email: str, password: str) -> None:
-    if not sa.inspect(db.engine).has_table("users"):
-        current_app.logger.warning("admin bootstrap skipped: run `flask db upgrade` first")
-        return
-    try:
-        user = accounts.bootstrap_admin(email, password)
-    except InvalidEmail as exc:
-        raise RuntimeError(f"COFFER_ADMIN_EMAIL: {exc}") from None
-    except ValueError as exc:
-        raise RuntimeError(f"COFFER_ADMIN_PASSWORD: {exc}") from None
-    if user is not None:
-        current_app.logger.info("admin bootstrap: created the first admin %s", user.email)
 
 
 def init_app(app: Flask) -> None:

@@ -1,0 +1,20 @@
+"""The names Coffer's rules are spelled in: roles, policies, scopes, page sizes.
+
+A leaf module: the models, the services and the request schemas all read these from here,
+so that a schema validates against the very tuple a database constraint checks.
+"""
+
+ROLES = ("user", "service", "admin")
+# What a link token proves (api/link_tokens.py).
+LINK_PURPOSES = ("verify_email", "reset_password", "change_email")
+# Who reads a collection's records, who creates them (api/visibility.py, api/sharing.py).
+READ_POLICIES = ("owner", "users", "public")
+CREATE_POLICIES = ("users", "admins")
+GRANT_ACCESS = ("read", "write")
+# What a change to a record was (api/changes.py).
+CHANGE_KINDS = ("created", "updated", "deleted")
+# Which records a list or a change feed covers (api/visibility.py).
+SCOPES = ("own", "shared", "all")
+# Page sizes of every list (api/pagination.py).
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100

@@ -1,0 +1,46 @@
+"""Database URL and engine settings: SQLite by default, PostgreSQL (psycopg 3) in production.
+
+On PostgreSQL a request's statements cost one round trip each: no ping when a connection is
+taken up (a local look at its socket instead), no BEGIN and ROLLBACK around the request's Core
+statements (they run in AUTOCOMMIT, each its own transaction), and no parsing anew (psycopg
+prepares a statement on its fifth use on a connection, and keeps it until a ROLLBACK).
+
+Each worker thread that serves ordinary requests keeps one connection from request to request
+(COFFER_THREADS of them per worker, sized into the pool), so that a request neither checks a
+connection out nor returns it; the statements of every request (the session check, reading a
+record, a list's first page) are compiled once and run on the DB-API cursor (`Statement`).
+
+The package: engine.py (URL, pool, pragmas, the check at checkout), request_connection.py
+(a request's connection), kept.py (the connections request threads keep), statements.py
+(`Statement`), writers.py (`transaction`, SQLite's writer queue).
+"""
+
+from flask import Flask
+
+from api.database.engine import database_url, engine_options
+from api.database.kept import KeptConnections, connection, let_go, release_session
+from api.database.request_connection import RequestConnection
+from api.database.statements import Statement
+from api.database.writers import transaction
+
+__all__ = [
+    "KeptConnections",
+    "RequestConnection",
+    "Statement",
+    "connection",
+    "database_url",
+    "engine_options",
+    "init_app",
+    "let_go",
+    "release_session",
+    "transaction",
+]
+
+
+def init_app(app: Flask) -> None:
+    url = database_url(app)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS", engine_options(url, app.config["COFFER_THREADS"])
+    )
+    app.extensions["coffer_kept_connections"] = KeptConnections(app.config["COFFER_THREADS"])

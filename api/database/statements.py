@@ -1,0 +1,117 @@
+"""Core SELECTs compiled once per dialect and run on the DB-API cursor of the request's
+connection (`Statement`)."""
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from api.database.kept import connection
+
+
+class Statement:
+    """A Core SELECT compiled once per dialect and run on the DB-API cursor of the request's
+    connection: what SQLAlchemy does on every execution (a cache key of the statement, a
+    result object, row objects) costs more than the query itself on the hot paths.
+
+    Parameters are bound and values read back with the types' own processors, as SQLAlchemy
+    binds and reads them; values that the statement carries (a filter's) are bound once.
+    Rows come back as dicts keyed like the statement's columns.
+    """
+
+    __slots__ = ("stmt", "_compiled")
+
+    def __init__(self, stmt: sa.Select) -> None:
+        self.stmt = stmt
+        self._compiled: dict[str, _Compiled] = {}
+
+    def all(self, params: dict) -> list[dict]:
+        conn = connection()
+        compiled = self._compiled.get(conn.dialect.name)
+        if compiled is None:
+            compiled = self._compiled[conn.dialect.name] = _compile(self.stmt, conn.dialect)
+        if compiled is _EXPANDING:  # `in` of a list: its SQL follows the list, SQLAlchemy's job
+            return [dict(row) for row in conn.execute(self.stmt, params).mappings()]
+        first = not conn._used
+        bound = compiled.bind(params)
+        try:
+            try:
+                rows = _fetch(conn.dbapi(), compiled.sql, bound)
+            except Exception as exc:
+                if not conn.retry_read(first, exc):
+                    raise
+                rows = _fetch(conn.dbapi(), compiled.sql, bound)
+        except Exception as exc:
+            raise conn.translated(exc, compiled.sql, bound) from exc
+        return compiled.read(rows)
+
+    def first(self, params: dict) -> dict | None:
+        rows = self.all(params)
+        return rows[0] if rows else None
+
+
+def _fetch(dbapi_connection, sql: str, params) -> list[tuple]:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+_EXPANDING = object()
+
+
+def _compile(stmt: sa.Select, dialect: Dialect):
+    compiled = stmt.compile(dialect=dialect)
+    if any(bind.expanding for bind in compiled.binds.values()):
+        return _EXPANDING
+    return _Compiled(stmt, compiled, dialect)
+
+
+class _Compiled:
+    """A statement's SQL for one dialect, with how to bind its parameters and read its rows."""
+
+    def __init__(self, stmt: sa.Select, compiled, dialect: Dialect) -> None:
+        self.sql = compiled.string
+        self.positional = compiled.positional
+        names = compiled.positiontup if self.positional else list(compiled.binds)
+        escaped = compiled.escaped_bind_names or {}
+        # (name in the SQL, parameter, bind processor, value the statement carries, required)
+        self.slots: list[tuple[str, str, Callable | None, object, bool]] = []
+        for name in names:
+            bind = compiled.binds[name]
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            fixed = None if bind.required else bind.effective_value
+            if fixed is not None and process is not None:
+                fixed = process(fixed)
+            self.slots.append((escaped.get(name, name), name, process, fixed, bind.required))
+        columns = stmt.selected_columns
+        self.keys = tuple(columns.keys())
+        self.processors = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        )
+
+    def bind(self, params: dict):
+        values = []
+        for _sql_name, name, process, fixed, required in self.slots:
+            if required:
+                value = params[name]
+                values.append(process(value) if process is not None else value)
+            else:
+                values.append(fixed)
+        if self.positional:
+            return values
+        return {slot[0]: value for slot, value in zip(self.slots, values, strict=True)}
+
+    def read(self, rows: list[tuple]) -> list[dict]:
+        keys, processors = self.keys, self.processors
+        if not any(processors):
+            return [dict(zip(keys, row, strict=True)) for row in rows]
+        return [
+            {
+                key: value if process is None else process(value)
+                for key, process, value in zip(keys, processors, row, strict=True)
+            }
+            for row in rows
+        ]
