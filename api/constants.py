@@ -18,3 +18,29 @@ SCOPES = ("own", "shared", "all")
 # Page sizes of every list (api/pagination.py).
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+# The security events Coffer records (api/events.py), the spec's enum of their types.
+EVENT_TYPES = (
+    "user_registered",
+    "session_created",
+    "login_failed",
+    "session_refreshed",
+    "refresh_reuse_detected",
+    "session_revoked",
+    "password_changed",
+    "email_changed",
+    "user_updated",
+    "user_deactivated",
+    "user_deleted",
+    "email_verification_sent",
+    "email_verified",
+    "email_change_requested",
+    "password_reset_requested",
+    "password_reset_completed",
+    "mfa_enabled",
+    "mfa_disabled",
+    "mfa_failed",
+    "recovery_code_used",
+    "recovery_codes_regenerated",
+    "record_shared",
+    "record_unshared",
+)
