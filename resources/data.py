@@ -31,6 +31,7 @@ from api.http.operation import (
 from api.http.web import JSON, MERGE_PATCH, V1
 from api.record_rules import COLLECTION_NAME, COLLECTION_PATTERN
 from schemas.data import (
+    collection_name,
     collection_public,
     collections_query,
     no_query,
@@ -100,8 +101,7 @@ def data_route(view):
                 raise InvalidRequest("owner_id applies to reads; writes act on your own records.")
         return view(*args, **kwargs)
 
-    collection = {"type": "string", "pattern": COLLECTION_PATTERN}
-    return path_parameter("collection", collection)(wrapper)
+    return path_parameter("collection", collection_name)(wrapper)
 
 
 class Collections(Resource):

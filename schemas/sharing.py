@@ -2,8 +2,14 @@
 
 from marshmallow import Schema, fields, validate
 
+from api.grants import GRANTEE_PATTERN
 from api.models import CREATE_POLICIES, GRANT_ACCESS, READ_POLICIES
 from schemas.common import Timestamp
+
+# A grant's grantee, as a path parameter documents it.
+grantee_field = fields.String(
+    validate=validate.Regexp(GRANTEE_PATTERN), metadata={"description": "user:<id> or group:<id>"}
+)
 
 
 class PolicyWrite(Schema):

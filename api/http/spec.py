@@ -12,10 +12,11 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask
-from marshmallow import Schema
+from marshmallow import Schema, fields
 from werkzeug.routing import Rule
 
 from api.http.operation import Operation, declaration
+from api.http.pagination import page_schema
 from api.http.problems import ProblemSchema
 from api.http.sse import EVENT_STREAM
 
@@ -23,8 +24,8 @@ TITLE = "Coffer"
 VERSION = "1.0.0"
 DESCRIPTION = "Users, JWT sessions and owner-scoped JSON records."
 _CONVERTER = re.compile(r"<(?:(?P<kind>[a-z]+):)?(?P<name>[a-z_]+)>")
-_CONVERTER_SCHEMAS = {"uuid": {"type": "string", "format": "uuid"}, None: {"type": "string"}}
-_CONVERTER_SCHEMAS["string"] = _CONVERTER_SCHEMAS[None]
+# What each URL converter takes, as the field that documents a path parameter without its own.
+_CONVERTER_FIELDS = {"uuid": fields.UUID(), "string": fields.String(), None: fields.String()}
 
 HEADERS = {
     "X-Request-ID": "The request's id: yours when sane, else generated.",
@@ -45,11 +46,12 @@ RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset
 
 def build_spec(app: Flask) -> dict:
     """The whole document; raises when a routed method declares no operation."""
+    plugin = MarshmallowPlugin()
     spec = APISpec(
         TITLE,
         VERSION,
         "3.1.0",
-        plugins=[MarshmallowPlugin()],
+        plugins=[plugin],
         info={"description": DESCRIPTION, "license": {"name": "MIT", "identifier": "MIT"}},
     )
     spec.components.security_scheme(
@@ -80,7 +82,9 @@ def build_spec(app: Flask) -> dict:
             if op.documented:
                 tag = getattr(view_class, "tag", None) or view_class.__module__.rsplit(".")[-1]
                 tags += [tag] if tag not in tags else []
-                operations[method.lower()] = _operation(spec, rule, op, view_class, method, tag)
+                operations[method.lower()] = _operation(
+                    spec, plugin, rule, op, view_class, method, tag
+                )
         if operations:
             spec.path(path=_CONVERTER.sub(r"{\g<name>}", rule.rule), operations=operations)
     for tag in tags:  # in routing order, which puts users and sessions first in /docs
@@ -117,23 +121,8 @@ def _ref(name: str) -> dict:
 def _success_schema(spec: APISpec, op: Operation) -> dict | None:
     if op.schema is None:
         return None
-    item = _component(spec, op.schema)
-    if not op.paged:
-        return _ref(item)
-    name = f"Page_{item}"
-    if name not in spec.components.schemas:
-        spec.components.schema(
-            name,
-            {
-                "type": "object",
-                "required": ["items", "next_cursor"],
-                "properties": {
-                    "items": {"type": "array", "items": _ref(item)},
-                    "next_cursor": {"type": ["string", "null"]},
-                },
-            },
-        )
-    return _ref(name)
+    item = _component(spec, op.schema)  # before its page, which refers to it
+    return _ref(_component(spec, page_schema(op.schema)) if op.paged else item)
 
 
 def _statuses(op: Operation) -> dict[int, str | None]:
@@ -222,16 +211,12 @@ def _event_stream(spec: APISpec, op: Operation) -> dict:
     }
 
 
-def _parameters(rule: Rule, op: Operation) -> list[dict]:
-    parameters = [
-        {
-            "name": match["name"],
-            "in": "path",
-            "required": True,
-            "schema": op.path_parameters.get(match["name"], _CONVERTER_SCHEMAS[match["kind"]]),
-        }
-        for match in _CONVERTER.finditer(rule.rule)
-    ]
+def _parameters(plugin: MarshmallowPlugin, rule: Rule, op: Operation) -> list[dict]:
+    parameters = []
+    for match in _CONVERTER.finditer(rule.rule):
+        field = op.path_parameters.get(match["name"], _CONVERTER_FIELDS[match["kind"]])
+        schema = plugin.converter.field2property(field)
+        parameters.append({"name": match["name"], "in": "path", "required": True, "schema": schema})
     if op.query is not None and op.query.fields:
         parameters.append({"in": "query", "schema": op.query.__class__})
     parameters += op.query_parameters
@@ -253,7 +238,7 @@ def _header(name: str, description: str | None, **limits) -> dict:
     return header
 
 
-def _operation(spec, rule: Rule, op: Operation, view_class, method: str, tag: str) -> dict:
+def _operation(spec, plugin, rule: Rule, op: Operation, view_class, method: str, tag: str) -> dict:
     view = getattr(view_class, method.lower())
     result: dict = {
         "operationId": op.op_id,
@@ -263,7 +248,7 @@ def _operation(spec, rule: Rule, op: Operation, view_class, method: str, tag: st
             str(status): _response(spec, status, when, op) for status, when in _statuses(op).items()
         },
     }
-    parameters = _parameters(rule, op)
+    parameters = _parameters(plugin, rule, op)
     if parameters:
         result["parameters"] = parameters
     if op.body is not None:
