@@ -12,7 +12,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from werkzeug.routing import Rule
 
 from api.http.operation import Operation, declaration
@@ -68,8 +68,9 @@ def build_spec(app: Flask) -> dict:
         },
     )
     for name, description in HEADERS.items():
-        kind = "integer" if name in _INTEGER_HEADERS else "string"
-        spec.components.header(name, {"description": description, "schema": {"type": kind}})
+        field = fields.Integer() if name in _INTEGER_HEADERS else fields.String()
+        schema = plugin.converter.field2property(field)
+        spec.components.header(name, {"description": description, "schema": schema})
     _component(spec, ProblemSchema)
     tags: list[str] = []
     for rule in app.url_map.iter_rules():
@@ -221,20 +222,22 @@ def _parameters(plugin: MarshmallowPlugin, rule: Rule, op: Operation) -> list[di
         parameters.append({"in": "query", "schema": op.query.__class__})
     parameters += op.query_parameters
     if op.conditional:
-        parameters.append(_header(op.conditional, "An ETag from an earlier response, or *."))
+        etag = "An ETag from an earlier response, or *."
+        parameters.append(_header(plugin, op.conditional, etag, fields.String()))
     if op.idempotent:
-        parameters.append(_header("Idempotency-Key", None, minLength=1, maxLength=255))
+        key = fields.String(validate=validate.Length(min=1, max=255))
+        parameters.append(_header(plugin, "Idempotency-Key", None, key))
     if op.media_type == EVENT_STREAM:
         resume = "The id of the last event received: the stream replays every change after it."
-        parameters.append(_header("Last-Event-ID", resume))
+        parameters.append(_header(plugin, "Last-Event-ID", resume, fields.String()))
     return parameters
 
 
-def _header(name: str, description: str | None, **limits) -> dict:
+def _header(plugin, name: str, description: str | None, field: fields.Field) -> dict:
     header = {"in": "header", "name": name, "required": False}
     if description:
         header["description"] = description
-    header["schema"] = {"type": "string", **limits}
+    header["schema"] = plugin.converter.field2property(field)
     return header
 
 
