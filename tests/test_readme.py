@@ -251,3 +251,21 @@ def test_an_abbreviated_output_matches_what_it_abbreviates(shown, printed):
 )
 def test_an_abbreviated_output_refuses_what_differs(shown, printed):
     assert step_mismatch(shown, printed) is not None
+
+
+def test_the_layout_names_every_top_level_folder():
+    """A newcomer reads the README's Layout to find their way: a folder it leaves out is one
+    they cannot place."""
+    section = re.search(r"^## Layout\n\n```\n(.*?)^```", README.read_text(), re.M | re.S)
+    assert section, 'the README has no "## Layout" section'
+    named = {line.split()[0].rstrip("/") for line in section[1].splitlines() if line[:1].strip()}
+    ignored = {"instance", "__pycache__", "build", "dist"}  # made by running, never committed
+    folders = {
+        entry.name
+        for entry in README.parent.iterdir()
+        if entry.is_dir()
+        and not entry.name.startswith(".")
+        and entry.name not in ignored
+        and not entry.name.endswith(".egg-info")
+    }
+    assert folders <= named, f"the README's Layout leaves out {sorted(folders - named)}"
