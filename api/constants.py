@@ -11,6 +11,8 @@ LINK_PURPOSES = ("verify_email", "reset_password", "change_email")
 READ_POLICIES = ("owner", "users", "public")
 CREATE_POLICIES = ("users", "admins")
 GRANT_ACCESS = ("read", "write")
+# Whom a grant names, in a path: `user:<id>` or `group:<id>`.
+GRANTEE_PATTERN = "^(user|group):[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
 # What a change to a record was (api/changes.py).
 CHANGE_KINDS = ("created", "updated", "deleted")
 # Which records a list or a change feed covers (api/visibility.py).
@@ -44,3 +46,6 @@ EVENT_TYPES = (
     "record_shared",
     "record_unshared",
 )
+# The algorithms a JWT may be signed with (api/signing): one shared secret or a key pair.
+HS256 = "HS256"
+ASYMMETRIC = ("EdDSA", "ES256", "RS256")

@@ -18,7 +18,6 @@ from api.extensions import db
 from api.models import Group, Record, RecordGrant, User, utcnow
 from api.pagination import list_binding, newest_first
 
-GRANTEE_PATTERN = "^(user|group):[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
 GRANTEE = re.compile(
     r"(?P<kind>user|group):(?P<id>[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12})"
 )

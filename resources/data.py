@@ -31,6 +31,7 @@ from api.http.operation import (
 from api.http.web import JSON, MERGE_PATCH, V1
 from api.record_rules import COLLECTION_NAME, COLLECTION_PATTERN
 from schemas.data import (
+    collection_name,
     collection_public,
     collections_query,
     no_query,
@@ -48,28 +49,36 @@ _IF_MATCH = re.compile(rf"\*|{_ENTITY_TAG}(?:[ \t]*,[ \t]*{_ENTITY_TAG})*")
 _NO_RECORD = {404: "No such record, or one the caller may not read."}
 _READ_ONLY = {403: "The caller may read the record but not change it."}
 _NOT_ADMIN = {403: "owner_id from a caller who is no admin."}
-# The filter language's query parameters, which no schema field can name (one per key).
-FILTERS_PARAMETER = {
-    "in": "query",
-    "name": "filters",
-    "description": (
-        "PostgREST-style filters, one query parameter each: `data.<path>=<op>.<value>` "
-        "(dots go into nested objects), `created_at=<op>.<RFC 3339>`, `updated_at=…`; "
-        "operators `eq ne gt gte lt lte in`, e.g. `data.status=eq.open`, "
-        "`data.priority=gte.3`, `data.tag=in.(a,b)`. The value is read as JSON when it parses, "
-        "else as a string. Full rules: docs/query-language.md."
-    ),
-    "required": False,
-    "style": "form",
-    "explode": True,
-    "schema": {
-        "type": "object",
-        "propertyNames": {
-            "pattern": "^(data\\.[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*|created_at|updated_at)$"
+
+
+def filters_parameter() -> dict:
+    """The filters as an OpenAPI query parameter, one query parameter each (no schema field can
+    name them): which fields and operators, from the parser's own constants. Everything else
+    about them is docs/query-language.md's."""
+    segment = query.SEGMENT.pattern
+    path = rf"data\.{segment}(\.{segment}){{0,{query.MAX_DEPTH - 1}}}"
+    fields = "|".join((path, *query.TIMESTAMPS))
+    operators = "|".join(query.OPERATORS)
+    return {
+        "in": "query",
+        "name": "filters",
+        "description": (
+            "Filters, one query parameter each, e.g. `data.status=eq.open`: the list language, "
+            "specified in docs/query-language.md."
+        ),
+        "required": False,
+        "style": "form",
+        "explode": True,
+        "schema": {
+            "type": "object",
+            "maxProperties": query.MAX_FILTERS,
+            "propertyNames": {"pattern": f"^({fields})$"},
+            "additionalProperties": {"type": "string", "pattern": rf"^({operators})\..*$"},
         },
-        "additionalProperties": {"type": "string", "pattern": "^(eq|ne|gt|gte|lt|lte|in)\\..*$"},
-    },
-}
+    }
+
+
+FILTERS_PARAMETER = filters_parameter()
 _RECORD = {"collection": "$request.path.collection", "record_id": "$response.body#/id"}
 _RECORD_LINKS = dict.fromkeys(
     ("getRecord", "replaceRecord", "patchRecord", "deleteRecord", "listRecordGrants"), _RECORD
@@ -92,8 +101,7 @@ def data_route(view):
                 raise InvalidRequest("owner_id applies to reads; writes act on your own records.")
         return view(*args, **kwargs)
 
-    collection = {"type": "string", "pattern": COLLECTION_PATTERN}
-    return path_parameter("collection", collection)(wrapper)
+    return path_parameter("collection", collection_name)(wrapper)
 
 
 class Collections(Resource):

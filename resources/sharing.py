@@ -20,11 +20,12 @@ from api.http.operation import (
 )
 from resources.data import COLLECTION_PATTERN, data_route, record_uuid
 from schemas.common import page_query
-from schemas.data import no_query
+from schemas.data import collection_name, no_query
 from schemas.sharing import (
     collection_summary,
     grant_public,
     grant_write,
+    grantee_field,
     policy_public,
     policy_write,
 )
@@ -32,11 +33,6 @@ from schemas.sharing import (
 _NAME = re.compile(COLLECTION_PATTERN)
 _NO_RECORD = {404: "No such record, or one the caller may not read."}
 _NOT_OWNER = {403: "The caller may read the record, but only its owner or an admin manages it."}
-_GRANTEE = {
-    "type": "string",
-    "pattern": grants.GRANTEE_PATTERN,
-    "description": "user:<id> or group:<id>",
-}
 
 
 def policy_route(view):
@@ -48,7 +44,7 @@ def policy_route(view):
             raise InvalidRequest(f"A collection name must match {COLLECTION_PATTERN}.")
         return view(*args, **kwargs)
 
-    return path_parameter("name", {"type": "string", "pattern": COLLECTION_PATTERN})(checked)
+    return path_parameter("name", collection_name)(checked)
 
 
 class CollectionPolicies(Resource):
@@ -120,7 +116,7 @@ class RecordGrantItem(Resource):
 
     @authenticate
     @data_route
-    @path_parameter("grantee", _GRANTEE)
+    @path_parameter("grantee", grantee_field)
     @operation("putRecordGrant")
     @arguments(no_query)
     @body(grant_write)
@@ -136,7 +132,7 @@ class RecordGrantItem(Resource):
 
     @authenticate
     @data_route
-    @path_parameter("grantee", _GRANTEE)
+    @path_parameter("grantee", grantee_field)
     @operation("deleteRecordGrant")
     @arguments(no_query)
     @response(None, 204)

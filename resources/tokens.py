@@ -1,12 +1,10 @@
 """Tokens for other services: the public signing keys, and RFC 7662 introspection."""
 
-from flask import current_app
 from flask_restful import Resource
 
 from api import signing, tokens
 from api.http.auth import authenticate, require_role
 from api.http.operation import body, operation, response
-from api.http.web import JSON
 from schemas.tokens import introspection, introspection_request, jwks
 
 JWKS_MAX_AGE = 300  # seconds other services may cache the key set
@@ -17,10 +15,8 @@ class KeySet(Resource):
     @response(jwks)
     def get(self):
         """Public signing keys (RFC 7517); none under HS256."""
-        # Built once at start-up (api/signing), served as those bytes.
-        response = current_app.response_class(signing.keyring().jwks, mimetype=JSON)
-        response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
-        return response
+        cache = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
+        return {"keys": signing.keyring().public_keys}, cache
 
 
 class Introspection(Resource):

@@ -1,10 +1,13 @@
 """Records and collections: request bodies, responses and the list query."""
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validates
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates
 
 from api.constants import SCOPES
-from api.record_rules import content_problem, is_filter, size_problem
+from api.record_rules import COLLECTION_PATTERN, content_problem, is_filter, size_problem
 from schemas.common import PageQuery, Timestamp
+
+# A collection's name, as a path parameter documents it.
+collection_name = fields.String(validate=validate.Regexp(COLLECTION_PATTERN))
 
 
 class RecordWrite(Schema):

@@ -2,8 +2,13 @@
 
 from marshmallow import Schema, fields, validate
 
-from api.constants import CREATE_POLICIES, GRANT_ACCESS, READ_POLICIES
+from api.constants import CREATE_POLICIES, GRANT_ACCESS, GRANTEE_PATTERN, READ_POLICIES
 from schemas.common import Timestamp
+
+# A grant's grantee, as a path parameter documents it.
+grantee_field = fields.String(
+    validate=validate.Regexp(GRANTEE_PATTERN), metadata={"description": "user:<id> or group:<id>"}
+)
 
 
 class PolicyWrite(Schema):

@@ -2,6 +2,8 @@
 
 from marshmallow import Schema, fields, validate
 
+from api.constants import ASYMMETRIC
+
 
 class IntrospectionRequest(Schema):
     token = fields.String(required=True, validate=validate.Length(min=1))
@@ -30,11 +32,22 @@ class Introspection(Schema):
     token_type = fields.String()
 
 
+def _member(description: str) -> fields.String:
+    return fields.String(metadata={"description": description})
+
+
 class PublicKey(Schema):
+    """A public signing key as a JWK (RFC 7517/7518/8037): the members of its key type only."""
+
     kid = fields.String(required=True)
-    kty = fields.String(required=True)
-    alg = fields.String(required=True)
-    use = fields.String(required=True)
+    kty = fields.String(required=True, validate=validate.OneOf(("OKP", "EC", "RSA")))
+    alg = fields.String(required=True, validate=validate.OneOf(ASYMMETRIC))
+    use = fields.String(required=True, validate=validate.OneOf(("sig",)))
+    crv = _member("OKP and EC keys: Ed25519 or P-256.")
+    x = _member("OKP and EC keys: the public key, or its x coordinate (base64url).")
+    y = _member("EC keys: the y coordinate (base64url).")
+    n = _member("RSA keys: the modulus (base64url).")
+    e = _member("RSA keys: the public exponent (base64url).")
 
 
 class Jwks(Schema):

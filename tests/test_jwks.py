@@ -120,3 +120,14 @@ def test_another_service_rejects_forged_tokens(signed_app, algorithm, served):
         key = keys.get_signing_key_from_jwt(forged)  # the kid is Coffer's own
         with pytest.raises(jwt.InvalidSignatureError):
             jwt.decode(forged, key, algorithms=[algorithm], audience="coffer-api", issuer="coffer")
+
+
+def test_the_spec_documents_every_member_of_the_served_key(signed_app, algorithm):
+    """The answer is dumped through the PublicKey schema, which the spec publishes: a member
+    that the schema did not name would not be served, and one it names is documented."""
+    [key] = signed_app.test_client().get(JWKS).get_json()["keys"]
+    spec = signed_app.test_client().get("/api/v1/openapi.json").get_json()
+    public_key = spec["components"]["schemas"]["PublicKey"]
+    assert set(key) <= set(public_key["properties"])
+    assert set(public_key["required"]) == {"kid", "kty", "alg", "use"}
+    assert key["alg"] in public_key["properties"]["alg"]["enum"]

@@ -1,7 +1,11 @@
 """The list language on its own: parsing, and SQL compiled with bound parameters only."""
 
+import re
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
+import yaml
 from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.datastructures import MultiDict
 
@@ -221,3 +225,53 @@ def test_postgresql_reads_keys_with_arrows_and_compares_text_in_code_point_order
 def test_unsupported_databases_are_refused_loudly():
     with pytest.raises(NotImplementedError):
         query.Compiler("mysql")
+
+
+# --- the spec's description of the filters ---------------------------------------------------
+
+
+def spec_filters(path: str = "/api/v1/data/{collection}") -> dict:
+    """The schema of the `filters` parameter of a list route in the committed openapi.yaml."""
+    spec = yaml.safe_load((Path(__file__).resolve().parent.parent / "openapi.yaml").read_text())
+    (found,) = (p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "filters")
+    return found["schema"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/data/{collection}", "/api/v1/data/{collection}/changes"])
+def test_the_specs_filter_operators_are_the_parsers(path):
+    pattern = spec_filters(path)["additionalProperties"]["pattern"]
+    operators = re.fullmatch(r"\^\((.*)\)\\\.\.\*\$", pattern)[1].split("|")
+    assert operators == list(parsing.OPERATORS)
+    for op in operators:  # each one the spec names, the parser takes
+        assert parse(("data.x", f"{op}.(1)" if op == "in" else f"{op}.1")).filters[0].op == op
+    for op in ("like", "is", "neq", "cs"):  # and one that it does not name, the parser refuses
+        assert not re.fullmatch(pattern, f"{op}.1")
+        rejected(("data.x", f"{op}.1"))
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "data.status",
+        "data.a-b.c_d.0",
+        "data." + ".".join("k" * parsing.MAX_DEPTH),
+        "data." + "k" * 64,
+        "created_at",
+        "updated_at",
+        "data." + ".".join("k" * (parsing.MAX_DEPTH + 1)),
+        "data." + "k" * 65,
+        "data.",
+        "data.a..b",
+        "data.a b",
+        "id",
+    ],
+)
+def test_the_spec_names_exactly_the_fields_that_the_parser_filters_on(field):
+    named = re.fullmatch(spec_filters()["propertyNames"]["pattern"], field) is not None
+    value = "eq.2026-01-01T00:00:00Z" if field.endswith("_at") else "eq.1"
+    try:
+        filtered = bool(parse((field, value)).filters)  # a name that is no filter is ignored
+    except InvalidRequest:
+        filtered = False
+    assert named == filtered, field
+    assert spec_filters()["maxProperties"] == parsing.MAX_FILTERS

@@ -75,9 +75,10 @@ def test_the_file_counts_exactly_as_limits_memory_storage(tmp_path, monkeypatch)
 # --- gunicorn ---------------------------------------------------------------------------------
 
 
-def instance_env(database_url: str, port: int, run_dir: Path) -> dict[str, str]:
+def instance_env(database_url: str, port: int, run_dir: Path, **settings) -> dict[str, str]:
     """A production instance without Redis, that allows 10 log-ins a minute."""
     return coffer_env(
+        **settings,
         COFFER_BIND=f"127.0.0.1:{port}",
         DATABASE_URL=database_url,
         WEB_CONCURRENCY="2",
@@ -142,11 +143,12 @@ def stop_process(pid: int) -> None:
 class Gunicorn:
     """`gunicorn --config gunicorn.conf.py wsgi:app` with two workers, in its own group."""
 
-    def __init__(self, database_url: str, run_dir: Path) -> None:
+    def __init__(self, database_url: str, run_dir: Path, **settings: str) -> None:
         self.port = free_port()
         self.log_path = run_dir / "gunicorn.log"
+        env = instance_env(database_url, self.port, run_dir, **settings)
         with open(self.log_path, "wb") as log:
-            self.process = start_gunicorn(instance_env(database_url, self.port, run_dir), log)
+            self.process = start_gunicorn(env, log)
         self.workers: list[int] = []
 
     def log(self) -> str:
@@ -186,7 +188,17 @@ class Gunicorn:
 
 @pytest.fixture
 def gunicorn(database_url, tmp_path):
-    server = Gunicorn(database_url, tmp_path)
+    yield from running(Gunicorn(database_url, tmp_path))
+
+
+@pytest.fixture
+def gunicorn_without_sender(database_url, tmp_path):
+    """No mail sender threads: a worker stopped in its sender's write of the outbox would
+    hold SQLite's write lock, and the other worker's requests would wait for it."""
+    yield from running(Gunicorn(database_url, tmp_path, COFFER_MAIL_SENDER="off"))
+
+
+def running(server: Gunicorn):
     try:
         server.wait_for_both_workers()
         yield server
@@ -216,3 +228,36 @@ def test_two_gunicorn_workers_share_the_log_in_limit(gunicorn, accounts):
     remaining = [int(response.getheader("X-RateLimit-Remaining")) for response in responses]
     assert remaining == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0]
     assert int(responses[-1].getheader("Retry-After")) > 0
+
+
+def test_two_gunicorn_workers_share_the_mail_limit_of_an_address(gunicorn_without_sender):
+    """COFFER_RATE_LIMIT_MAIL (5 an hour per target address, its default) holds across the
+    workers: the sixth reset for one address is refused whichever worker gets it. The
+    address needs no account: unknown addresses are limited alike."""
+    gunicorn = gunicorn_without_sender
+    body = {"email": f"grace-{secrets.token_hex(6)}@example.com"}
+    client = {"X-Forwarded-For": f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"}
+    statuses = []
+    for n in range(7):
+        with gunicorn.only(gunicorn.workers[n % 2]):
+            response = post(gunicorn.port, "/api/v1/password-resets", body, client)
+        statuses.append(response.status)
+
+    assert statuses == [202] * 5 + [429] * 2, statuses
+    assert int(response.getheader("Retry-After")) > 0
+
+
+def test_two_gunicorn_workers_share_the_limit_of_the_reset_confirmation(gunicorn):
+    """The confirmation counts under COFFER_RATE_LIMIT_AUTH (10 a minute here) per client IP,
+    across the workers: the eleventh wrong code is refused, not checked."""
+    body = {"email": "grace@example.com", "code": "123456", "new_password": "a new passphrase 42"}
+    client = {"X-Forwarded-For": f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"}
+    wait_clear_of_a_minute_boundary()
+    statuses = []
+    for n in range(12):
+        with gunicorn.only(gunicorn.workers[n % 2]):
+            response = post(gunicorn.port, "/api/v1/password-resets/confirm", body, client)
+        statuses.append(response.status)
+
+    assert statuses == [400] * 10 + [429] * 2, statuses
+    assert int(response.getheader("Retry-After")) > 0

@@ -1,12 +1,15 @@
-"""The README's curl walkthrough, run as written against a live server, twice, checking every
+"""The README's curl walkthroughs, run as written against a live server, twice, checking every
 output that the README shows.
 
-The walkthrough is the README's fenced blocks between WALKTHROUGH and END_OF_WALKTHROUGH (two
-HTML comments, invisible on the rendered page). Each `sh` block is a step; they run in order as
-one bash script. A `json` block right after a step is what the step prints, abbreviated: `"…"`
-stands for any value, `…` inside a string for any text, and a bare `…` in an object or an array
-for members or items left out. Without a bare `…`, an object must have exactly the keys shown
-and an array exactly the items shown. A step without a `json` block must print nothing.
+A walkthrough is the README's fenced blocks between two HTML comments, invisible on the rendered
+page: WALKTHROUGH and END_OF_WALKTHROUGH for the first, RESET_WALKTHROUGH and
+END_OF_RESET_WALKTHROUGH for the password reset, which reads the mail's code out of the log of a
+real gunicorn in development (`make run 2>&1 | tee coffer.log`). Each `sh` block is a step; they
+run in order as one bash script. A `json` block right after a step is what the step prints,
+abbreviated: `"…"` stands for any value, `…` inside a string for any text, and a bare `…` in an
+object or an array for members or items left out. Without a bare `…`, an object must have
+exactly the keys shown and an array exactly the items shown. A step without a `json` block must
+print nothing.
 """
 
 import json
@@ -14,15 +17,19 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from gunicorn_run import coffer_env, free_port, migrate, start_gunicorn, stop_gunicorn
 
 from api.config import SETTINGS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 WALKTHROUGH = "<!-- walkthrough"
 END_OF_WALKTHROUGH = "<!-- end of walkthrough -->"
+RESET_WALKTHROUGH = "<!-- reset walkthrough"
+END_OF_RESET_WALKTHROUGH = "<!-- end of reset walkthrough -->"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
 ELLIPSIS = "…"
 MORE = "<more>"  # what a bare … becomes: members or items left out
@@ -31,9 +38,11 @@ STEP_LINE = re.compile(r"^@@ walkthrough step \d+ @@$", re.M)
 WHITESPACE = re.compile(r"\s*")
 
 
-def walkthrough(text: str) -> list[tuple[str, str | None]]:
+def walkthrough(
+    text: str, begin: str = WALKTHROUGH, end: str = END_OF_WALKTHROUGH
+) -> list[tuple[str, str | None]]:
     """The README's steps: (the commands, the output shown after them or None)."""
-    section = text[text.index(WALKTHROUGH) : text.index(END_OF_WALKTHROUGH)]
+    section = text[text.index(begin) : text.index(end)]
     steps: list[list] = []
     for language, content in FENCE.findall(section):
         if language == "sh":
@@ -48,12 +57,12 @@ def walkthrough(text: str) -> list[tuple[str, str | None]]:
     return [(command, shown) for command, shown in steps]
 
 
-def run(steps: list[tuple[str, str | None]], api: str) -> list[str]:
+def run(steps: list[tuple[str, str | None]], api: str, **env: str) -> list[str]:
     """Run every step in one bash process; what each step printed."""
     script = "".join(f"printf '\\n{STEP.format(n)}\\n'\n{cmd}" for n, (cmd, _) in enumerate(steps))
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
-        env={"API": api, "PATH": os.environ["PATH"]},
+        env={"API": api, "PATH": os.environ["PATH"], **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -137,24 +146,76 @@ def step_mismatch(shown: str | None, printed: str) -> str | None:
     return _first(mismatch(s, a, f"value {i}") for i, (s, a) in pairs)
 
 
-@pytest.mark.skipif(
+needs_curl_and_jq = pytest.mark.skipif(
     not (shutil.which("curl") and shutil.which("jq")),
     reason="the README walkthrough needs curl and jq on PATH (apt-get install curl jq)",
 )
-def test_the_walkthrough_runs_twice_and_prints_what_the_readme_shows(make_app, serve):
-    # `make run`'s rate limits rather than the suite's generous ones: a second run must fit too.
-    limits = ("COFFER_RATE_LIMIT_AUTH", "COFFER_RATE_LIMIT_API")
-    api = serve(make_app(**{name: SETTINGS[name][1] for name in limits}))
-    steps = walkthrough(README.read_text())
-    assert len(steps) >= 8, "the README's walkthrough went missing"
+
+
+def check_twice(steps: list[tuple[str, str | None]], api: str, **env: str) -> None:
+    """Run the steps twice; each time, every step prints what the README shows."""
     for attempt in ("first", "second"):
-        printed = run(steps, api)
+        printed = run(steps, api, **env)
         assert len(printed) == len(steps)
         for number, ((command, shown), output) in enumerate(zip(steps, printed, strict=True), 1):
             problem = step_mismatch(shown, output)
             assert problem is None, (
                 f"{attempt} run, step {number} ({command.splitlines()[0]}): {problem}"
             )
+
+
+@needs_curl_and_jq
+def test_the_walkthrough_runs_twice_and_prints_what_the_readme_shows(make_app, serve):
+    # `make run`'s rate limits rather than the suite's generous ones: a second run must fit too.
+    limits = ("COFFER_RATE_LIMIT_AUTH", "COFFER_RATE_LIMIT_API")
+    api = serve(make_app(**{name: SETTINGS[name][1] for name in limits}))
+    steps = walkthrough(README.read_text())
+    assert len(steps) >= 8, "the README's walkthrough went missing"
+    check_twice(steps, api)
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """What `make run 2>&1 | tee coffer.log` starts: gunicorn with gunicorn.conf.py, in
+    development, with every setting at its default (but for cheap hashing and a database of
+    the test's own), its output in one file. Yields (its URL, the log's path)."""
+    port, log_path = free_port(), tmp_path / "coffer.log"
+    env = coffer_env(
+        COFFER_ENV="development",
+        COFFER_LOG_LEVEL="INFO",
+        COFFER_BIND=f"127.0.0.1:{port}",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'coffer.db'}",
+        WEB_CONCURRENCY="2",
+        XDG_RUNTIME_DIR=str(tmp_path),
+    )
+    migrate(env)
+    with open(log_path, "wb") as log:
+        server = start_gunicorn(env, log)
+    try:
+        wait_until_it_answers(port, server, log_path)
+        yield f"http://127.0.0.1:{port}", log_path
+    finally:
+        stop_gunicorn(server)
+
+
+def wait_until_it_answers(port: int, server: subprocess.Popen, log_path: Path) -> None:
+    for _ in range(300):
+        assert server.poll() is None, log_path.read_text()
+        done = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/healthz"], check=False
+        )
+        if done.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"gunicorn never answered:\n{log_path.read_text()}")
+
+
+@needs_curl_and_jq
+def test_the_reset_walkthrough_reads_the_code_from_the_log_twice(make_run):
+    api, log_path = make_run
+    steps = walkthrough(README.read_text(), RESET_WALKTHROUGH, END_OF_RESET_WALKTHROUGH)
+    assert len(steps) >= 5, "the README's password-reset walkthrough went missing"
+    check_twice(steps, api, LOG=str(log_path))
 
 
 @pytest.mark.parametrize(
@@ -203,3 +264,22 @@ def test_the_proxy_settings_it_gives_for_streams_are_those_of_deploy_nginx_conf(
     directives = {" ".join(line.strip().rstrip(";").split()) for line in block.splitlines()}
     assert len(stated) >= 6, stated
     assert [setting for setting in stated if setting not in directives] == []
+
+
+def test_the_layout_names_every_top_level_folder():
+    """A newcomer reads the README's Layout to find their way: a folder it leaves out is one
+    they cannot place."""
+    section = re.search(r"^## Layout\n\n```\n(.*?)^```", README.read_text(), re.M | re.S)
+    assert section, 'the README has no "## Layout" section'
+    named = {line.split()[0].rstrip("/") for line in section[1].splitlines() if line[:1].strip()}
+    # Made by running (the .gitignore's folders), never committed.
+    ignored = {"instance", "__pycache__", "build", "dist", "artifacts", "htmlcov"}
+    folders = {
+        entry.name
+        for entry in README.parent.iterdir()
+        if entry.is_dir()
+        and not entry.name.startswith(".")
+        and entry.name not in ignored
+        and not entry.name.endswith(".egg-info")
+    }
+    assert folders <= named, f"the README's Layout leaves out {sorted(folders - named)}"

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import Response
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
-from api.http.pagination import page
+from api.http.pagination import next_link, page_schema
 from api.http.serializers import serializer
 from api.http.sse import EVENT_STREAM, EventStreamBody
 from api.http.web import JSON, load_body, load_query
@@ -41,7 +41,7 @@ class Operation:
     body_types: tuple[str, ...] = (JSON,)
     query: Schema | None = None
     query_parameters: tuple[dict, ...] = ()  # what no schema can say (the data filters)
-    path_parameters: dict[str, dict] = field(default_factory=dict)
+    path_parameters: dict[str, fields.Field] = field(default_factory=dict)
     success: int | None = None
     schema: Schema | None = None  # of the success body; None: no body
     media_type: str = JSON  # of the success body (text/event-stream for a stream)
@@ -194,13 +194,13 @@ def event_stream(schema: Schema):
 def paginated(schema: Schema):
     """The view returns (items, next_cursor): answer the page envelope of `schema` items, with
     `Link: rel="next"` when there is a next page."""
-    dump = serializer(schema, many=True)
+    dump = serializer(page_schema(schema))
 
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             items, next_cursor = view(*args, **kwargs)
-            return page(dump(items), next_cursor)
+            return dump({"items": items, "next_cursor": next_cursor}), 200, next_link(next_cursor)
 
         _answers(wrapper, schema, 200, ("Link",))
         declare(wrapper).paged = True
@@ -230,11 +230,12 @@ def also_when(op: Operation, status: int, when: str) -> None:
     op.responses[status] = f"{said} {when}" if said and when not in said else when
 
 
-def path_parameter(name: str, schema: dict):
-    """Document a path parameter that its URL converter says too little of."""
+def path_parameter(name: str, documented: fields.Field):
+    """Document a path parameter that its URL converter says too little of, by the field that
+    describes it (a pattern as a Regexp validator)."""
 
     def decorator(view):
-        declare(view).path_parameters[name] = schema
+        declare(view).path_parameters[name] = documented
         return view
 
     return decorator

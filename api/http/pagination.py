@@ -1,19 +1,38 @@
-"""The page envelope of every list, with its `Link` header."""
+"""The page envelope of every list, a schema per item schema, with its `Link` header."""
 
 from urllib.parse import urlencode
 
 from flask import request
+from marshmallow import Schema, fields
+
+_ENVELOPES: dict[type[Schema], Schema] = {}
 
 
-def page(items: list, next_cursor: str | None) -> tuple[dict, int, dict]:
-    """The list envelope, with a `Link: rel="next"` header when there is a next page.
+def page_schema(item: Schema) -> Schema:
+    """The envelope of a page of `item`s, `{"items": […], "next_cursor"}`: one schema per item
+    schema, named Page_<Item> in the spec."""
+    envelope = _ENVELOPES.get(type(item))
+    if envelope is None:
+        name = type(item).__name__.removesuffix("Schema")
+        envelope_class = Schema.from_dict(
+            {
+                "items": fields.List(fields.Nested(item), required=True),
+                "next_cursor": fields.String(required=True, allow_none=True),
+            },
+            name=f"Page_{name}",
+        )
+        envelope = _ENVELOPES[type(item)] = envelope_class()
+    return envelope
+
+
+def next_link(next_cursor: str | None) -> dict[str, str]:
+    """A `Link: rel="next"` header when there is a next page.
 
     The link is a relative reference (RFC 8288 resolves it against the request's URL), so
     that a forged `Host` header never reaches a response.
     """
-    headers = {}
-    if next_cursor:
-        query = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
-        query.append(("cursor", next_cursor))
-        headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
-    return {"items": items, "next_cursor": next_cursor}, 200, headers
+    if not next_cursor:
+        return {}
+    query = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
+    query.append(("cursor", next_cursor))
+    return {"Link": f'<{request.path}?{urlencode(query)}>; rel="next"'}

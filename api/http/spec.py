@@ -13,10 +13,11 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask
-from marshmallow import Schema
+from marshmallow import Schema, fields, validate
 from werkzeug.routing import Rule
 
 from api.http.operation import Operation, declaration
+from api.http.pagination import page_schema
 from api.http.problems import ProblemSchema
 from api.http.sse import EVENT_STREAM
 from api.http.web import MAX_URI_BYTES
@@ -25,8 +26,8 @@ TITLE = "Coffer"
 VERSION = "1.0.0"
 DESCRIPTION = "Users, JWT sessions and owner-scoped JSON records."
 _CONVERTER = re.compile(r"<(?:(?P<kind>[a-z]+):)?(?P<name>[a-z_]+)>")
-_CONVERTER_SCHEMAS = {"uuid": {"type": "string", "format": "uuid"}, None: {"type": "string"}}
-_CONVERTER_SCHEMAS["string"] = _CONVERTER_SCHEMAS[None]
+# What each URL converter takes, as the field that documents a path parameter without its own.
+_CONVERTER_FIELDS = {"uuid": fields.UUID(), "string": fields.String(), None: fields.String()}
 
 HEADERS = {
     "X-Request-ID": "The request's id: yours when sane, else generated.",
@@ -47,11 +48,12 @@ RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset
 
 def build_spec(app: Flask) -> dict:
     """The whole document; raises when a routed method declares no operation."""
+    plugin = MarshmallowPlugin()
     spec = APISpec(
         TITLE,
         VERSION,
         "3.1.0",
-        plugins=[MarshmallowPlugin()],
+        plugins=[plugin],
         info={"description": DESCRIPTION, "license": {"name": "MIT", "identifier": "MIT"}},
     )
     spec.components.security_scheme(
@@ -68,8 +70,9 @@ def build_spec(app: Flask) -> dict:
         },
     )
     for name, description in HEADERS.items():
-        kind = "integer" if name in _INTEGER_HEADERS else "string"
-        spec.components.header(name, {"description": description, "schema": {"type": kind}})
+        field = fields.Integer() if name in _INTEGER_HEADERS else fields.String()
+        schema = plugin.converter.field2property(field)
+        spec.components.header(name, {"description": description, "schema": schema})
     _component(spec, ProblemSchema)
     tags: list[str] = []
     for rule in app.url_map.iter_rules():
@@ -82,7 +85,9 @@ def build_spec(app: Flask) -> dict:
             if op.documented:
                 tag = getattr(view_class, "tag", None) or view_class.__module__.rsplit(".")[-1]
                 tags += [tag] if tag not in tags else []
-                operations[method.lower()] = _operation(spec, rule, op, view_class, method, tag)
+                operations[method.lower()] = _operation(
+                    spec, plugin, rule, op, view_class, method, tag
+                )
         if operations:
             spec.path(path=_CONVERTER.sub(r"{\g<name>}", rule.rule), operations=operations)
     for tag in tags:  # in routing order, which puts users and sessions first in /docs
@@ -119,23 +124,8 @@ def _ref(name: str) -> dict:
 def _success_schema(spec: APISpec, op: Operation) -> dict | None:
     if op.schema is None:
         return None
-    item = _component(spec, op.schema)
-    if not op.paged:
-        return _ref(item)
-    name = f"Page_{item}"
-    if name not in spec.components.schemas:
-        spec.components.schema(
-            name,
-            {
-                "type": "object",
-                "required": ["items", "next_cursor"],
-                "properties": {
-                    "items": {"type": "array", "items": _ref(item)},
-                    "next_cursor": {"type": ["string", "null"]},
-                },
-            },
-        )
-    return _ref(name)
+    item = _component(spec, op.schema)  # before its page, which refers to it
+    return _ref(_component(spec, page_schema(op.schema)) if op.paged else item)
 
 
 # What a status that a declaration implies means there: (status, when) by what implies it.
@@ -254,38 +244,36 @@ def _event_stream(spec: APISpec, op: Operation) -> dict:
     }
 
 
-def _parameters(rule: Rule, op: Operation) -> list[dict]:
-    parameters = [
-        {
-            "name": match["name"],
-            "in": "path",
-            "required": True,
-            "schema": op.path_parameters.get(match["name"], _CONVERTER_SCHEMAS[match["kind"]]),
-        }
-        for match in _CONVERTER.finditer(rule.rule)
-    ]
+def _parameters(plugin: MarshmallowPlugin, rule: Rule, op: Operation) -> list[dict]:
+    parameters = []
+    for match in _CONVERTER.finditer(rule.rule):
+        field = op.path_parameters.get(match["name"], _CONVERTER_FIELDS[match["kind"]])
+        schema = plugin.converter.field2property(field)
+        parameters.append({"name": match["name"], "in": "path", "required": True, "schema": schema})
     if op.query is not None and op.query.fields:
         parameters.append({"in": "query", "schema": op.query.__class__})
     parameters += op.query_parameters
     if op.conditional:
-        parameters.append(_header(op.conditional, "An ETag from an earlier response, or *."))
+        etag = "An ETag from an earlier response, or *."
+        parameters.append(_header(plugin, op.conditional, etag, fields.String()))
     if op.idempotent:
-        parameters.append(_header("Idempotency-Key", None, minLength=1, maxLength=255))
+        key = fields.String(validate=validate.Length(min=1, max=255))
+        parameters.append(_header(plugin, "Idempotency-Key", None, key))
     if op.media_type == EVENT_STREAM:
         resume = "The id of the last event received: the stream replays every change after it."
-        parameters.append(_header("Last-Event-ID", resume))
+        parameters.append(_header(plugin, "Last-Event-ID", resume, fields.String()))
     return parameters
 
 
-def _header(name: str, description: str | None, **limits) -> dict:
+def _header(plugin, name: str, description: str | None, field: fields.Field) -> dict:
     header = {"in": "header", "name": name, "required": False}
     if description:
         header["description"] = description
-    header["schema"] = {"type": "string", **limits}
+    header["schema"] = plugin.converter.field2property(field)
     return header
 
 
-def _operation(spec, rule: Rule, op: Operation, view_class, method: str, tag: str) -> dict:
+def _operation(spec, plugin, rule: Rule, op: Operation, view_class, method: str, tag: str) -> dict:
     doc = inspect.cleandoc(getattr(view_class, method.lower()).__doc__ or "")
     summary, _, description = doc.partition("\n\n")  # PEP 257: a line, a blank line, more
     if "\n" in summary:
@@ -300,7 +288,7 @@ def _operation(spec, rule: Rule, op: Operation, view_class, method: str, tag: st
     }
     if description:
         result["description"] = " ".join(description.split())
-    parameters = _parameters(rule, op)
+    parameters = _parameters(plugin, rule, op)
     if parameters:
         result["parameters"] = parameters
     if op.body is not None:

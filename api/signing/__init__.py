@@ -18,7 +18,6 @@ import os
 from dataclasses import dataclass, field
 
 import jwt
-import orjson
 from flask import Flask, current_app
 
 from api.signing.files import (
@@ -61,14 +60,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Keyring:
-    """What start-up loaded: the key that signs, the keys that verify, the JWKS document."""
+    """What start-up loaded: the key that signs, the keys that verify, their public JWKs."""
 
     algorithm: str
     signing_key: object  # the HS256 secret, or a private key object
     signing_kid: str | None = None
     verification_keys: dict = field(default_factory=dict)  # kid -> public key object
     key_dir: str | None = None
-    jwks: bytes = b'{"keys":[]}'
+    public_keys: tuple[dict, ...] = ()  # JWKs (RFC 7517), the signing key first
 
     def verification_key(self, token: str) -> object:
         """The key for this token's `kid`; raises jwt.InvalidTokenError for an unknown kid."""
@@ -128,12 +127,11 @@ def _load_keys(app: Flask, algorithm: str, directory: str) -> list[tuple[str, ob
     return keys
 
 
-def _jwks(algorithm: str, keys: list[tuple[str, object]]) -> bytes:
-    documents = [
+def _public_keys(algorithm: str, keys: list[tuple[str, object]]) -> tuple[dict, ...]:
+    return tuple(
         {"kid": kid, **public_jwk_members(private_key.public_key()), "alg": algorithm, "use": "sig"}
         for kid, private_key in reversed(keys)  # the signing key first
-    ]
-    return orjson.dumps({"keys": documents})
+    )
 
 
 def init_app(app: Flask) -> None:
@@ -152,6 +150,6 @@ def init_app(app: Flask) -> None:
             signing_kid=keys[-1][0],
             verification_keys={kid: private_key.public_key() for kid, private_key in keys},
             key_dir=directory,
-            jwks=_jwks(algorithm, keys),
+            public_keys=_public_keys(algorithm, keys),
         )
     app.extensions["coffer_signing"] = ring

@@ -10,8 +10,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from api.keys import b64url_encode
 
-HS256 = "HS256"
-ASYMMETRIC = ("EdDSA", "ES256", "RS256")
 RSA_BITS = 3072  # the 128-bit security level of P-256 and Ed25519
 RSA_MIN_BITS = 2048
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
