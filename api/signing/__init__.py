@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import jwt
 from flask import Flask, current_app
 
+from api.constants import ASYMMETRIC, HS256
 from api.signing.files import (
     KID,
     KeyFile,
@@ -29,8 +30,6 @@ from api.signing.files import (
     write_key_file,
 )
 from api.signing.keys import (
-    ASYMMETRIC,
-    HS256,
     algorithm_of,
     generate_private_key,
     parse_pem_bundle,
