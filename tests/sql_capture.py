@@ -5,6 +5,7 @@ DB-API cursor (api/database.py's Statement), which SQLAlchemy's events never see
 """
 
 import contextlib
+import re
 import sqlite3
 
 import psycopg
@@ -53,6 +54,21 @@ def captured_statements(app):
                     dbapi_connection.set_trace_callback(None)
             else:
                 dbapi_connection.cursor_factory = factory
+
+
+# Authentication (api/tokens.py): the lookup of the caller's live session and user, and the
+# update of the session's last use that it makes at most once a minute.
+_AUTHENTICATION = re.compile(
+    r"\s*(SELECT\s.*\sFROM\s+sessions\s+JOIN\s+users\s+ON\s+users\.id\s*=\s*sessions\.user_id"
+    r"\s+WHERE\s+sessions\.id\s*=|UPDATE\s+sessions\s+SET\s+last_used_at\s*=)",
+    re.DOTALL,
+)
+
+
+def beyond_authentication(statements: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """Every captured statement but those that authenticate the request's caller: what the
+    operation itself costs, a whole N+1 included, whatever table it reads."""
+    return [(sql, params) for sql, params in statements if not _AUTHENTICATION.match(sql)]
 
 
 def _recording(base: type, statements: list) -> type:
