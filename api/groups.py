@@ -116,10 +116,13 @@ def add_member(caller, group_id: uuid.UUID, user_id: uuid.UUID) -> None:
 
 def remove_member(caller, group_id: uuid.UUID, user_id: uuid.UUID) -> None:
     """Remove a member: the owner or an admin removes anyone, a member itself; the owner
-    cannot leave (409). Its access through the group's grants ends with this commit."""
+    cannot leave (409). Its access through the group's grants ends with this commit.
+    A user who is not a member is removed already (idempotent); 422: no such user."""
     group = get(caller, group_id)
     if user_id != caller.id and caller.role != "admin" and group.owner_id != caller.id:
         raise Forbidden("Only the group's owner or an admin may remove other members.")
+    if user_id != caller.id and db.session.get(User, user_id) is None:
+        raise ValidationError({"user_id": ["No such user."]})
     if user_id == group.owner_id:
         raise Conflict("The owner of a group cannot leave it; delete the group instead.")
     db.session.execute(

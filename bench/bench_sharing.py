@@ -10,16 +10,20 @@ collection, so a page walks the (collection, created_at|updated_at, id) index ov
 records, probing the grant and membership indexes for each: flat in the collection's size.
 Exits 1 if one of those grows by more than LINEAR_ALARM at 100x the records.
 
-The last query is the case that does grow: a collection of which the reader may read only 40
-records, wherever they are, makes a page walk the index until it has found 20 (or reached the
-end).
+The last two queries are the case that does grow: a collection of which the reader may read
+only 40 records, wherever they are, makes a page (in `scope=all` or `scope=shared`) walk the
+index until it has found 20 (or reached the end).
 
     .venv/bin/python bench/bench_sharing.py            # SQLite, in a temporary file
     DATABASE_URL=postgresql+psycopg://… .venv/bin/python bench/bench_sharing.py
+    .venv/bin/python bench/bench_sharing.py --sizes 1000,10000 --rounds 3   # a short run
 
 On PostgreSQL it works in a schema of its own, dropped at the end.
 """
 
+import argparse
+import math
+import pathlib
 import statistics
 import sys
 import time
@@ -58,6 +62,7 @@ QUERIES = [
     ("scope=shared, id, page at the middle", "c", "scope=shared&sort=id&limit=20", True, True),
     ("scope=own, -created_at", "c", "scope=own&limit=20", False, True),
     ("scope=all, 40 readable (sparse)", "s", "scope=all&limit=20", False, False),
+    ("scope=shared, 40 readable (sparse)", "s", "scope=shared&limit=20", False, False),
 ]
 
 
@@ -140,8 +145,12 @@ def fill(collection: str, size: int, world, *, sparse: bool) -> None:
         db.session.commit()
 
 
+def collection_of(prefix: str, size: int) -> str:
+    return f"{prefix}{size}"
+
+
 def url_of(prefix: str, size: int, params: str) -> str:
-    return f"/api/v1/data/{prefix}{size // 1000}k?{params}"
+    return f"/api/v1/data/{collection_of(prefix, size)}?{params}"
 
 
 def middle_url(client, url: str, headers: dict) -> str:
@@ -156,23 +165,29 @@ def middle_url(client, url: str, headers: dict) -> str:
     return url + f"&cursor={cursors[len(cursors) // 2]}"
 
 
+def sql_capture():
+    """tests/sql_capture.py: what the tests see of a request's statements, at the DB-API level
+    (a page's query runs on the raw cursor, which SQLAlchemy's events never see)."""
+    tests = str(pathlib.Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.append(tests)
+    import sql_capture
+
+    return sql_capture
+
+
 def captured(app, client, url: str, headers: dict) -> tuple[str, object]:
-    """The SQL and parameters of the one query on records that a page runs."""
-    found = []
-
-    def keep(conn, cursor, statement, parameters, context, executemany):
-        if "FROM records" in statement:
-            found.append((statement, parameters))
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", keep)
-    try:
+    """The SQL and parameters of the one query that a page runs (besides authentication), as
+    the DB-API cursor got them: on SQLite with the values written in, on PostgreSQL with
+    placeholders and parameters."""
+    capture = sql_capture()
+    with capture.captured_statements(app) as statements:
         assert client.get(url, headers=headers).status_code == 200
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", keep)
-    [query] = found
-    return query
+    ran = capture.beyond_authentication(statements)
+    if len(ran) != 1:
+        print(f"{url}: {len(ran)} statements, not 1:", *ran, sep="\n  ", file=sys.stderr)
+    [(sql, parameters)] = [(sql, p) for sql, p in ran if "FROM records" in sql]
+    return sql, parameters or ()
 
 
 def timed(call, calls: int) -> float:
@@ -182,47 +197,76 @@ def timed(call, calls: int) -> float:
     return (time.perf_counter() - start) / calls * 1e3
 
 
-def measure(app, headers: dict) -> tuple[dict, dict]:
-    """Per (query, size): the median over ROUNDS of the mean page time, whole request and
+def measure(app, headers: dict, sizes, rounds: int, calls: int) -> tuple[dict, dict]:
+    """Per (query, size): the median over `rounds` of the mean page time, whole request and
     statement alone, in milliseconds."""
     client = app.test_client()
     urls = {}
     for index, (_label, prefix, params, middle, _flat) in enumerate(QUERIES):
-        for size in SIZES:
+        for size in sizes:
             url = url_of(prefix, size, params)
             urls[index, size] = middle_url(client, url, headers) if middle else url
     statements = {key: captured(app, client, url, headers) for key, url in urls.items()}
     http = {key: [] for key in urls}
     alone = {key: [] for key in urls}
     with app.app_context(), db.engine.connect() as conn:
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             for key, url in urls.items():
-                http[key].append(timed(lambda url=url: client.get(url, headers=headers), CALLS))
+                http[key].append(timed(lambda url=url: client.get(url, headers=headers), calls))
                 sql, parameters = statements[key]
                 run = lambda sql=sql, p=parameters: conn.exec_driver_sql(sql, p).all()  # noqa: E731
-                alone[key].append(timed(run, CALLS))
+                alone[key].append(timed(run, calls))
     return (
         {key: statistics.median(samples) for key, samples in http.items()},
         {key: statistics.median(samples) for key, samples in alone.items()},
     )
 
 
-def report(engine_name: str, title: str, results: dict) -> bool:
-    print(f"\n{title} on {engine_name}: median ms, ratio to 1k")
-    header = f"{'query':40}" + "".join(f"{f'{n // 1000}k ms':>10}" for n in SIZES)
-    print(header + "".join(f"{f'{n // 1000}k/1k':>9}" for n in SIZES[1:]))
+def size_name(size: int) -> str:
+    return f"{size // 1000}k" if size % 1000 == 0 else str(size)
+
+
+def report(engine_name: str, title: str, results: dict, sizes) -> bool:
+    """Print the table; False if a listing that must stay flat grew past LINEAR_ALARM over a
+    100-fold growth of the collection (past √growth, at least 2x, over another range)."""
+    first = size_name(sizes[0])
+    print(f"\n{title} on {engine_name}: median ms, ratio to {first}")
+    header = f"{'query':40}" + "".join(f"{size_name(n) + ' ms':>10}" for n in sizes)
+    print(header + "".join(f"{f'{size_name(n)}/{first}':>10}" for n in sizes[1:]))
+    # LINEAR_ALARM at 100x the records; over a shorter range, as much on a log scale (√growth).
+    growth = sizes[-1] / sizes[0]
+    alarm = max(2.0, LINEAR_ALARM ** (math.log(growth) / math.log(100)))
     flat = True
     for index, (label, _prefix, _params, _middle, must_be_flat) in enumerate(QUERIES):
-        base = results[index, SIZES[0]]
-        ratios = [results[index, n] / base for n in SIZES[1:]]
-        line = f"{label:40}" + "".join(f"{results[index, n]:10.3f}" for n in SIZES)
-        print(line + "".join(f"{ratio:8.2f}x" for ratio in ratios))
-        if must_be_flat and ratios[-1] > LINEAR_ALARM:
+        base = results[index, sizes[0]]
+        ratios = [results[index, n] / base for n in sizes[1:]]
+        line = f"{label:40}" + "".join(f"{results[index, n]:10.3f}" for n in sizes)
+        print(line + "".join(f"{ratio:9.2f}x" for ratio in ratios))
+        if must_be_flat and ratios and ratios[-1] > alarm:
             flat = False
     return flat
 
 
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        default=",".join(str(n) for n in SIZES),
+        help="collection sizes, comma-separated, smallest first (default: %(default)s)",
+    )
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="default: %(default)s")
+    parser.add_argument(
+        "--calls", type=int, default=CALLS, help="pages per round and size (default: %(default)s)"
+    )
+    args = parser.parse_args()
+    args.sizes = tuple(int(n) for n in args.sizes.split(","))
+    if len(args.sizes) < 2 or list(args.sizes) != sorted(args.sizes):
+        parser.error("--sizes takes two sizes or more, smallest first")
+    return args
+
+
 def main() -> int:
+    args = arguments()
     url, schema = database_url()
     try:
         app = create_app({"DATABASE_URL": url, "COFFER_RATE_LIMIT_API": "100000000/minute"})
@@ -230,12 +274,12 @@ def main() -> int:
             upgrade()
             world = make_world()
             start = time.perf_counter()
-            for size in SIZES:
-                fill(f"c{size // 1000}k", size, world, sparse=False)
-                fill(f"s{size // 1000}k", size, world, sparse=True)
+            for size in args.sizes:
+                fill(collection_of("c", size), size, world, sparse=False)
+                fill(collection_of("s", size), size, world, sparse=True)
             grants = db.session.scalar(sa.select(sa.func.count()).select_from(RecordGrant))
             print(
-                f"filled {2 * sum(SIZES)} records and {grants} grants "
+                f"filled {2 * sum(args.sizes)} records and {grants} grants "
                 f"in {time.perf_counter() - start:.1f} s; measuring",
                 file=sys.stderr,
             )
@@ -243,11 +287,16 @@ def main() -> int:
                 db.session.execute(sa.text("ANALYZE"))
                 db.session.commit()
             engine_name = f"{db.engine.dialect.name} {db.engine.dialect.server_version_info}"
-        http, alone = measure(app, world[1])
-        flat = report(engine_name, "A page of 20 through the whole Flask stack", http)
-        flat &= report(engine_name, "The page's query alone", alone)
+        http, alone = measure(app, world[1], args.sizes, args.rounds, args.calls)
+        title = "A page of 20 through the whole Flask stack"
+        flat = report(engine_name, title, http, args.sizes)
+        flat &= report(engine_name, "The page's query alone", alone, args.sizes)
+        growth = args.sizes[-1] / args.sizes[0]
         verdict = "flat (sublinear)" if flat else "GROWING with the collection"
-        print(f"\nShared listings at 100x the records: {verdict}; linear growth would be 100x.")
+        print(
+            f"\nShared listings at {growth:g}x the records: {verdict}; "
+            f"linear growth would be {growth:g}x."
+        )
         return 0 if flat else 1
     finally:
         if schema:

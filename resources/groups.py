@@ -108,9 +108,11 @@ class GroupMember(Resource):
     @response(None, 204)
     @other_responses(
         {
+            204: "Removed; also when the user was not a member (a repeated removal).",
             403: "Removing another member, as neither the owner nor an admin.",
             409: "The owner cannot leave its own group.",
             **_NO_GROUP,
+            422: "No such user.",
         }
     )
     def delete(self, group_id: uuid.UUID, user_id: uuid.UUID):

@@ -5,6 +5,7 @@ DB-API cursor (api/database/statements.py's Statement), which SQLAlchemy's event
 """
 
 import contextlib
+import re
 import sqlite3
 
 import psycopg
@@ -53,6 +54,37 @@ def captured_statements(app):
                     dbapi_connection.set_trace_callback(None)
             else:
                 dbapi_connection.cursor_factory = factory
+
+
+# Authentication (api/tokens.py): the lookup of the caller's live session and user, and the
+# update of the session's last use that it makes at most once a minute (which SQLite runs in a
+# BEGIN … COMMIT of its own).
+_SESSION_LOOKUP = re.compile(
+    r"\s*SELECT\s.*\sFROM\s+sessions\s+JOIN\s+users\s+ON\s+users\.id\s*=\s*sessions\.user_id"
+    r"\s+WHERE\s+sessions\.id\s*=",
+    re.DOTALL,
+)
+_SESSION_TOUCH = re.compile(r"\s*UPDATE\s+sessions\s+SET\s+last_used_at\s*=")
+
+
+def beyond_authentication(statements: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """Every captured statement but those that authenticate the request's caller: what the
+    operation itself costs, a whole N+1 included, whatever table it reads."""
+    kept: list[tuple[str, object]] = []
+    closing = False  # the COMMIT of the touch's own transaction comes next
+    for sql, params in statements:
+        if _SESSION_LOOKUP.match(sql):
+            continue
+        if _SESSION_TOUCH.match(sql):
+            if kept and kept[-1][0].strip().upper() == "BEGIN":
+                kept.pop()
+                closing = True
+            continue
+        if closing and sql.strip().upper() == "COMMIT":
+            closing = False
+            continue
+        kept.append((sql, params))
+    return kept
 
 
 def _recording(base: type, statements: list) -> type:

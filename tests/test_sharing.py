@@ -251,7 +251,77 @@ def test_a_member_may_leave_and_loses_access_at_once(client, owner, friend):
     grant(client, owner, record, f"group:{group['id']}", "read")
     assert remove_member(client, friend, group, friend).status_code == 204
     assert_problem(client.get(url(record), headers=friend.headers), 404)
+    assert listed(client, friend, "all") == []
     assert_problem(client.get(f"{API}/groups/{group['id']}", headers=friend.headers), 404)
+    assert client.get(f"{API}/groups", headers=friend.headers).get_json()["items"] == []
+    members = client.get(f"{API}/groups/{group['id']}/members", headers=owner.headers)
+    assert [m["user_id"] for m in members.get_json()["items"]] == [owner.id]
+    assert remove_member(client, friend, group, friend).status_code == 404  # no longer in it
+
+
+def test_a_group_grant_of_write_lets_members_patch_with_if_match(client, owner, friend):
+    record = create(client, owner, {"item": "milk", "qty": 1})
+    group = make_group(client, owner)
+    add_member(client, owner, group, friend)
+    assert grant(client, owner, record, f"group:{group['id']}", "write").status_code == 200
+    got = client.get(url(record), headers=friend.headers)
+    assert got.status_code == 200 and got.get_json()["access"] == "write"
+    etag = got.headers["ETag"]
+    patched = client.patch(
+        url(record), json={"data": {"qty": 2}}, headers={**friend.headers, "If-Match": etag}
+    )
+    assert patched.status_code == 200, patched.get_json()
+    body = patched.get_json()
+    assert body["data"] == {"item": "milk", "qty": 2} and body["version"] == 2
+    assert body["access"] == "write" and body["owner_id"] == owner.id
+    assert patched.headers["ETag"] != etag
+    stale = client.patch(
+        url(record), json={"data": {"qty": 3}}, headers={**friend.headers, "If-Match": etag}
+    )
+    assert_problem(stale, 412)
+    assert client.get(url(record), headers=owner.headers).get_json()["data"]["qty"] == 2
+    assert_problem(client.delete(url(record), headers=friend.headers), 403)
+
+
+def test_revoking_a_group_grant_ends_members_access_at_once(client, owner, friend):
+    record = create(client, owner, {"item": "milk"})
+    group = make_group(client, owner)
+    add_member(client, owner, group, friend)
+    grantee = f"group:{group['id']}"
+    grant(client, owner, record, grantee, "write")
+    assert client.get(url(record), headers=friend.headers).status_code == 200
+    revoked = client.delete(f"{url(record)}/grants/{grantee}", headers=owner.headers)
+    assert revoked.status_code == 204
+    assert_problem(client.get(url(record), headers=friend.headers), 404)
+    assert listed(client, friend, "shared") == [] and listed(client, friend, "all") == []
+    assert writes(client, friend, record) == [404, 404, 404]
+    # Still a member: only the grant went.
+    members = client.get(f"{API}/groups/{group['id']}/members", headers=friend.headers)
+    assert friend.id in {m["user_id"] for m in members.get_json()["items"]}
+
+
+def test_an_admin_manages_any_users_group(client, owner, friend, stranger, admin):
+    record = create(client, owner, {"item": "milk"})
+    group = make_group(client, owner)
+    add_member(client, owner, group, friend)
+    grant(client, owner, record, f"group:{group['id']}", "read")
+    path = f"{API}/groups/{group['id']}"
+    assert client.get(path, headers=admin.headers).get_json() == group
+    members = client.get(f"{path}/members", headers=admin.headers)
+    assert members.status_code == 200
+    assert {m["user_id"] for m in members.get_json()["items"]} == {owner.id, friend.id}
+    assert add_member(client, admin, group, stranger).status_code == 204
+    assert client.get(url(record), headers=stranger.headers).status_code == 200
+    assert remove_member(client, admin, group, friend).status_code == 204
+    assert_problem(client.get(url(record), headers=friend.headers), 404)
+    members = client.get(f"{path}/members", headers=owner.headers).get_json()["items"]
+    assert {m["user_id"] for m in members} == {owner.id, stranger.id}
+    assert_problem(remove_member(client, admin, group, owner), 409)
+    renamed = client.patch(path, json={"name": "crew"}, headers=admin.headers)
+    assert renamed.status_code == 200 and renamed.get_json()["name"] == "crew"
+    assert client.delete(path, headers=admin.headers).status_code == 204
+    assert_problem(client.get(path, headers=owner.headers), 404)
+    assert_problem(client.get(url(record), headers=stranger.headers), 404)
 
 
 def test_the_group_owner_is_a_member_and_cannot_leave(client, owner, friend):
@@ -297,10 +367,28 @@ def test_groups_lists_the_groups_the_caller_owns_or_belongs_to(client, owner, fr
     assert [g["id"] for g in listing["items"]] == [theirs["id"], mine["id"]]
 
 
-def test_adding_an_unknown_user_is_422(client, owner):
+def test_adding_or_removing_an_unknown_user_is_422_naming_the_user_id(client, owner, admin):
     group = make_group(client, owner)
     path = f"{API}/groups/{group['id']}/members/{UNKNOWN_ID}"
-    assert_problem(client.put(path, headers=owner.headers), 422)
+    for account in (owner, admin):
+        for response in (
+            client.put(path, headers=account.headers),
+            client.delete(path, headers=account.headers),
+        ):
+            assert "user_id" in assert_problem(response, 422)["errors"]
+
+
+def test_removing_a_user_who_is_not_a_member_is_204_and_changes_nothing(
+    client, owner, friend, stranger
+):
+    group = make_group(client, owner)
+    add_member(client, owner, group, friend)
+    for _ in range(2):  # idempotent: a second removal answers the same
+        assert remove_member(client, owner, group, stranger).status_code == 204
+    assert remove_member(client, owner, group, friend).status_code == 204
+    assert remove_member(client, owner, group, friend).status_code == 204
+    members = client.get(f"{API}/groups/{group['id']}/members", headers=owner.headers)
+    assert [m["user_id"] for m in members.get_json()["items"]] == [owner.id]
 
 
 def test_deleting_a_group_ends_its_grants(client, owner, friend):

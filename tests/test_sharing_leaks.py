@@ -3,7 +3,7 @@ Filters, sorts, cursors and counts all run over what the caller may read, never 
 
 import pytest
 from helpers import API, assert_problem, walk
-from sql_capture import captured_statements, explain
+from sql_capture import beyond_authentication, captured_statements, explain
 
 DATA = f"{API}/data"
 
@@ -129,25 +129,50 @@ def test_a_hidden_record_is_404_on_every_verb(client, shared_world, accounts):
 
 
 @pytest.mark.parametrize("scope", ["own", "shared", "all"])
-def test_a_page_is_one_query_in_every_scope(app, client, shared_world, accounts, scope):
+def test_a_page_is_one_query_in_every_scope(app, client, shared_world, accounts, admin, scope):
+    """Every statement a page runs counts, whatever table it reads, but the caller's
+    authentication: one per page, so an N+1 anywhere shows."""
     owner, reader, _, _ = shared_world
     group = client.post(f"{API}/groups", json={"name": "g"}, headers=owner.headers).get_json()
     client.put(f"{API}/groups/{group['id']}/members/{reader.id}", headers=owner.headers)
-    for account in (owner, reader):
+    for account in (owner, reader, admin):
         for sort in ("-created_at", "data.rank"):
             query = {"scope": scope, "sort": sort, "limit": 2}
             with captured_statements(app) as statements:
                 response = client.get(f"{DATA}/lists", query_string=query, headers=account.headers)
+                assert response.status_code == 200
                 cursor = response.get_json()["next_cursor"]
                 if cursor:
-                    client.get(
-                        f"{DATA}/lists",
-                        query_string={**query, "cursor": cursor},
-                        headers=account.headers,
+                    more = {**query, "cursor": cursor}
+                    response = client.get(
+                        f"{DATA}/lists", query_string=more, headers=account.headers
                     )
+                    assert response.status_code == 200
             pages = 2 if cursor else 1
-            on_records = [s for s, _ in statements if "records" in s]
-            assert len(on_records) == pages, on_records
+            ran = beyond_authentication(statements)
+            assert len(ran) == pages, [sql for sql, _ in ran]
+            assert all("FROM records" in sql for sql, _ in ran), ran
+        with captured_statements(app) as statements:
+            counts = client.get(DATA, query_string={"scope": scope}, headers=account.headers)
+            assert counts.status_code == 200
+        assert len(beyond_authentication(statements)) == 1, statements
+
+
+def test_an_anonymous_page_of_a_public_collection_is_one_query_and_the_policy(
+    app, client, shared_world, admin
+):
+    """No authentication, so every statement counts: per page, the collection's policy (is it
+    public, or is this a 401?) and the page itself, however many records it holds."""
+    policy = {"read": "public", "create": "users"}
+    client.put(f"{API}/collections/lists", json=policy, headers=admin.headers)
+    query = {"limit": 5, "sort": "data.rank"}
+    with captured_statements(app) as statements:
+        first = client.get(f"{DATA}/lists", query_string=query)
+        assert first.status_code == 200 and len(first.get_json()["items"]) == 5
+        cursor = first.get_json()["next_cursor"]
+        client.get(f"{DATA}/lists", query_string={**query, "cursor": cursor})
+    ran = [sql.split("FROM", 1)[1].split()[0] for sql, _ in statements]
+    assert ran == ["collection_policies", "records"] * 2, statements
 
 
 @pytest.mark.parametrize(("sort", "index"), [("-created_at", "created"), ("id", "id")])

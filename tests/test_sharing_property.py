@@ -1,6 +1,7 @@
 """Property: for any owners, grants, groups and policies, what each caller lists in each scope,
-the access it sees and the counts of GET /data are exactly what a plain-Python model of
-who-may-read-what gives (API.md: Sharing data). Runs on SQLite and on PostgreSQL alike."""
+the access it sees, the counts of GET /data, and the answers to a GET and a PATCH of each
+record are exactly what a plain-Python model of who-may-read-and-write-what gives (API.md:
+Sharing data). Runs on SQLite and on PostgreSQL alike."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -75,6 +76,11 @@ class Model:
         policy = self.policies[collection]
         return owner == caller or self.granted(caller, index) or policy in ("users", "public")
 
+    def writable(self, caller: int, index: int) -> bool:
+        """PUT and PATCH: the owner, an admin, or a writer (directly or through a group)."""
+        owner = self.records[index][0]
+        return caller in (owner, USERS - 1) or self.granted(caller, index, "write")
+
     def access(self, caller: int | None, index: int) -> str:
         if caller is not None and self.records[index][0] == caller:
             return "owner"
@@ -135,6 +141,34 @@ def listed(client, headers, collection: str, scope: str) -> list[tuple[str, str]
             return found
 
 
+def check_one_by_one(client, model, record_ids, caller, headers) -> None:
+    """GET of each record: 200 with the model's access when it may read it, else 404 (401 for
+    no token outside a public collection); PATCH: 200 when it may write, 403 when it may only
+    read, 404 when it may not read."""
+    for index, record_id in enumerate(record_ids):
+        collection = model.records[index][1]
+        path = f"{API}/data/{collection}/{record_id}"
+        got = client.get(path, headers=headers)
+        if caller is None and model.policies[collection] != "public":
+            assert got.status_code == 401, (caller, index)
+            continue
+        if model.readable(caller, "all", index):
+            assert got.status_code == 200, (caller, index, got.get_json())
+            assert got.get_json()["access"] == model.access(caller, index), (caller, index)
+        else:
+            assert got.status_code == 404, (caller, index)
+        if caller is None:
+            continue
+        patched = client.patch(path, json={"data": {"seen": caller}}, headers=headers)
+        if not model.readable(caller, "all", index):
+            expected = 404
+        else:
+            expected = 200 if model.writable(caller, index) else 403
+        assert patched.status_code == expected, (caller, index, patched.get_json())
+        if expected == 200:
+            assert patched.get_json()["access"] == model.access(caller, index)
+
+
 @settings(
     max_examples=25,
     deadline=None,
@@ -142,7 +176,7 @@ def listed(client, headers, collection: str, scope: str) -> list[tuple[str, str]
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(world=worlds())
-def test_what_each_caller_reads_in_each_scope_is_what_the_model_says(app, client, accounts, world):
+def test_what_each_caller_reads_and_writes_is_what_the_model_says(app, client, accounts, world):
     if not hasattr(accounts, "drawn"):  # once per test: hypothesis reuses the fixtures
         accounts.drawn = [accounts.create() for _ in range(USERS - 1)]
         accounts.drawn.append(accounts.create(role="admin"))
@@ -163,6 +197,7 @@ def test_what_each_caller_reads_in_each_scope_is_what_the_model_says(app, client
                     assert got is None
                 else:
                     assert got == expected, (caller, collection, scope)
+        check_one_by_one(client, model, record_ids, caller, headers)
         if caller is None:
             continue
         for scope in SCOPES:
