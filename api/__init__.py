@@ -54,10 +54,11 @@ __all__ = ["create_app", "models"]
 
 def create_app(config: Mapping | None = None, *, instance_path: str | None = None) -> Flask:
     """Build a Coffer app from the environment, with `config` overriding any setting;
-    `instance_path` (absolute) replaces the default instance folder, `instance/`."""
-    app = Flask(__name__, instance_path=instance_path)
-    app.config.update(from_env())
-    app.config.update(config or {})
+    `instance_path` (absolute) replaces COFFER_INSTANCE_PATH, whose default is Flask's
+    instance folder, `instance/` beside `api/`."""
+    settings = {**from_env(), **(config or {})}  # COFFER_INSTANCE_PATH, when no argument
+    app = Flask(__name__, instance_path=instance_path or settings["COFFER_INSTANCE_PATH"])
+    app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = app.config["COFFER_MAX_BODY_BYTES"]
     os.makedirs(app.instance_path, exist_ok=True)
 
