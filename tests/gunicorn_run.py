@@ -81,12 +81,12 @@ def migrate(env: dict[str, str]) -> None:
         raise RuntimeError(f"migrations failed:\n{done.stdout}\n{done.stderr}")
 
 
-def start_gunicorn(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen:
+def start_gunicorn(env: dict[str, str], log: IO[bytes], app: str = "wsgi:app") -> subprocess.Popen:
     """gunicorn with Coffer's settings, its output to `log`. `env` binds it (COFFER_BIND) and
     gives it an XDG_RUNTIME_DIR of its own: gunicorn opens a control socket there, and two
-    instances must never take over each other's."""
+    instances must never take over each other's. `app`: another WSGI app to serve."""
     return subprocess.Popen(
-        [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
+        [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", app],
         cwd=ROOT,
         env=env,
         stdout=log,
