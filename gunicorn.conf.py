@@ -4,7 +4,9 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import socket
 import sys
+import threading
 import uuid
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -150,6 +152,7 @@ def status_code(resp) -> int | None:
 logger_class = JsonAccessLogger
 
 # RFC 9110's names where Python's HTTPStatus still has the older ones (as in api/http/problems.py).
+REQUEST_ID_ENVIRON = "coffer.request_id"  # api/http/web.py's, not imported: the master has no app
 _TITLES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
 
 
@@ -174,13 +177,81 @@ class ProblemErrors:
 class ProblemThreadWorker(ProblemErrors, ThreadWorker):
     """gunicorn's gthread worker, answering its own errors in problem+json. On SIGTERM it
     ends its change streams at once (api/feed/ `shutdown`), so that their clients reconnect
-    to another instance instead of holding this one for the whole graceful timeout."""
+    to another instance instead of holding this one for the whole graceful timeout.
+
+    Killed at its timeout (SIGABRT from the master, README: "The worker timeout"), it answers
+    each in-flight request whose response has not started `500` in problem+json, with the
+    request id the app gave it, rather than dropping the connection; a response already
+    started is cut short, as a 500 written into it would corrupt it.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_flight: dict[int, tuple[dict, object]] = {}  # thread -> (environ, response)
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi = _Tracked(self.wsgi, self.in_flight)
+
+    def handle_request(self, req, conn):
+        try:
+            return super().handle_request(req, conn)
+        finally:
+            self.in_flight.pop(threading.get_ident(), None)
 
     def handle_exit(self, sig, frame):
         super().handle_exit(sig, frame)
         feed = sys.modules.get("api.feed")  # never imported here: the master must not need it
         if feed is not None:
             feed.shutdown()
+
+    def handle_abort(self, sig, frame):
+        self.alive = False
+        answered = 0
+        for environ, response in list(self.in_flight.values()):
+            if not getattr(response, "headers_sent", True):
+                answered += _answer_timed_out(environ, self.cfg.timeout)
+        if answered:
+            self.log.error("worker timeout: %d in-flight request(s) answered 500", answered)
+        super().handle_abort(sig, frame)
+
+
+class _Tracked:
+    """The worker's WSGI app, noting each request's environ and gunicorn response (whose
+    start_response it is) under the thread that serves it; the app's attributes show through
+    (post_worker_init reads its extensions)."""
+
+    def __init__(self, app, in_flight: dict) -> None:
+        self.app = app
+        self.in_flight = in_flight
+
+    def __call__(self, environ, start_response):
+        response = getattr(start_response, "__self__", None)
+        self.in_flight[threading.get_ident()] = (environ, response)
+        return self.app(environ, start_response)
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)
+
+
+def _answer_timed_out(environ: dict, timeout: float) -> bool:
+    """Write the 500 of a request cut off by the worker timeout, then shut its connection
+    (the thread serving it can write nothing after). Whether it was sent."""
+    client = environ.get("gunicorn.socket")
+    if client is None:
+        return False
+    detail = (
+        f"The server stalled for over {timeout:g} s while serving this request and was "
+        "restarted; the request may or may not have taken effect."
+    )
+    request_id = environ.get(REQUEST_ID_ENVIRON) or uuid.uuid4().hex
+    try:
+        client.settimeout(0.5)  # the master kills the worker about a second after SIGABRT
+        client.sendall(_problem_response(500, detail, request_id))
+        client.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        return False
+    return True
 
 
 class _CapturedPage:
@@ -212,11 +283,11 @@ def _detail(cfg, status: int, exc: BaseException) -> str:
     return str(exc) or HTTPStatus(status).description  # gunicorn's word on what is malformed
 
 
-def _problem_response(status: int, detail: str) -> bytes:
+def _problem_response(status: int, detail: str, request_id: str | None = None) -> bytes:
     """A whole HTTP response carrying api/http/problems.py's problem body; it closes the
-    connection."""
+    connection. Without a request id (no app has seen the request), a fresh one."""
     title = _TITLES.get(status) or HTTPStatus(status).phrase
-    request_id = uuid.uuid4().hex  # no app, no request id yet: a fresh one, as the app makes
+    request_id = request_id or uuid.uuid4().hex
     problem = {
         "type": "about:blank",
         "title": title,

@@ -13,6 +13,9 @@ SETTINGS: dict[str, tuple[type, object]] = {
     "DATABASE_URL": (str, None),
     "REDIS_URL": (str, None),
     "COFFER_SECRET_KEY": (str, None),
+    # The instance folder (an absolute path): the development secret key and database, the
+    # signing keys and the rate-limit counters. Unset: Flask's, `instance/` beside `api/`.
+    "COFFER_INSTANCE_PATH": (str, None),
     "COFFER_CORS_ORIGINS": (list, "*"),
     "COFFER_ACCESS_TOKEN_TTL": (int, 900),
     "COFFER_REFRESH_TOKEN_TTL": (int, 2592000),

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 from limits.storage.base import SlidingWindowCounterSupport
 from sqlalchemy.engine import make_url
 
@@ -48,6 +48,39 @@ LOG_IN = "log-in"
 MAX_BACKOFF = 32  # seconds between attempts to use a failed storage
 SWEEP_INTERVAL = 5.0  # seconds between sweeps of expired in-memory counters
 _log = logging.getLogger(__name__)
+
+# limits' acquire_sliding_window.lua and sliding_window.lua as one script: the hit and the
+# window it leaves, read in the same atomic step, so that two concurrent hits never report
+# each other's Remaining. Same keys and arithmetic: times in milliseconds; a current counter
+# with less than one window to live becomes the previous one; a hit is allowed while
+# floor(previous × its remaining share of the window) + current + amount <= limit.
+REDIS_COUNT = """
+local limit = tonumber(ARGV[1])
+local expiry = tonumber(ARGV[2]) * 1000
+local amount = tonumber(ARGV[3])
+local allowed = 0
+local current_ttl = tonumber(redis.call('pttl', KEYS[2]))
+if current_ttl > 0 and current_ttl < expiry then
+    redis.call('rename', KEYS[2], KEYS[1])
+    redis.call('set', KEYS[2], 0, 'PX', current_ttl + expiry)
+end
+if amount <= limit then
+    local previous_count = tonumber(redis.call('get', KEYS[1])) or 0
+    local previous_ttl = math.max(tonumber(redis.call('pttl', KEYS[1])) or 0, 0)
+    local current_count = tonumber(redis.call('get', KEYS[2])) or 0
+    local weighted = math.floor(previous_count * previous_ttl / expiry) + current_count
+    if weighted + amount <= limit then
+        allowed = 1
+        if redis.call('exists', KEYS[2]) == 1 then
+            redis.call('incrby', KEYS[2], amount)
+        else
+            redis.call('set', KEYS[2], amount, 'PX', expiry * 2)
+        end
+    end
+end
+return {allowed, redis.call('get', KEYS[1]), redis.call('pttl', KEYS[1]),
+        redis.call('get', KEYS[2]), redis.call('pttl', KEYS[2])}
+"""
 
 
 class _SweptMemoryStorage(MemoryStorage):
@@ -114,10 +147,13 @@ class Tier:
 
     def count(self, limit: RateLimitItem, identifiers: tuple[str, ...]) -> Window:
         """The hit and the window stats of limits' SlidingWindowCounterRateLimiter (`hit`, then
-        `get_window_stats`), with its arithmetic, in one call to the file's storage."""
+        `get_window_stats`), with its arithmetic, in one atomic step in the file or in Redis
+        (in memory, the worker's lock-free dictionary: two calls)."""
         key, storage, expiry = limit.key_for(*identifiers), self.storage, limit.get_expiry()
         if isinstance(storage, SQLiteStorage):
             allowed, window = storage.count(key, limit.amount, expiry)
+        elif isinstance(storage, RedisStorage):
+            allowed, window = _redis_count(storage, key, limit.amount, expiry)
         else:
             allowed = storage.acquire_sliding_window_entry(key, limit.amount, expiry, 1)
             window = storage.get_sliding_window(key, expiry)
@@ -163,6 +199,28 @@ class Counters:
                 except Exception as error:  # the request must not fail because of a storage
                     tier.failed(error)
         return last_resort.count(limit, identifiers)
+
+
+def _redis_count(
+    storage: RedisStorage, key: str, limit: int, expiry: int
+) -> tuple[bool, tuple[int, float, int, float]]:
+    """acquire_sliding_window_entry, then get_sliding_window, as one script run in Redis: its
+    keys are those of limits' RedisStorage, so both read and write the same counters."""
+    script = getattr(storage, "coffer_count", None)
+    if script is None:
+        script = storage.coffer_count = storage.get_connection().register_script(REDIS_COUNT)
+    previous_key = storage.prefixed_key(storage._previous_window_key(key))
+    current_key = storage.prefixed_key(storage._current_window_key(key))
+    allowed, previous, previous_ttl, current, current_ttl = script(
+        [previous_key, current_key], [limit, expiry, 1]
+    )
+    window = (
+        int(previous or 0),
+        max(0, float(previous_ttl or 0)) / 1000,
+        int(current or 0),
+        max(0, float(current_ttl or 0)) / 1000,
+    )
+    return bool(allowed), window
 
 
 def _stats(

@@ -62,12 +62,13 @@ __all__ = ["bootstrap_admin", "bootstrap_at_start", "create_app", "models"]
 
 def create_app(config: Mapping | None = None, *, instance_path: str | None = None) -> Flask:
     """Build a Coffer app from the environment, with `config` overriding any setting;
-    `instance_path` (absolute) replaces the default instance folder, `instance/`."""
+    `instance_path` (absolute) replaces COFFER_INSTANCE_PATH, whose default is Flask's
+    instance folder, `instance/` beside `api/`."""
+    settings = {**from_env(), **(config or {})}  # COFFER_INSTANCE_PATH, when no argument
     # Named "api": the app's logger is then the parent of the core's module loggers
     # (api.accounts, api.mail, …), whose records it writes as JSON lines (api/http/logs.py).
-    app = Flask("api", instance_path=instance_path)
-    app.config.update(from_env())
-    app.config.update(config or {})
+    app = Flask("api", instance_path=instance_path or settings["COFFER_INSTANCE_PATH"])
+    app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = app.config["COFFER_MAX_BODY_BYTES"]
     os.makedirs(app.instance_path, exist_ok=True)
 

@@ -5,14 +5,18 @@ and a small HTTP client. Standard library only."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import http.client
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -35,7 +39,8 @@ def free_port() -> int:
 
 
 def coffer_env(**settings: str) -> dict[str, str]:
-    """A production instance's environment with cheap hashing, then `settings`; nothing
+    """A production instance's environment with cheap hashing and an instance folder of its
+    own (a temporary one, never the repository's `instance/`), then `settings`; nothing
     inherited configures Coffer."""
     env = {
         name: value
@@ -51,7 +56,15 @@ def coffer_env(**settings: str) -> dict[str, str]:
         COFFER_LOG_LEVEL="WARNING",
     )
     env.update(settings)
+    env.setdefault("COFFER_INSTANCE_PATH", instance_folder())
     return env
+
+
+def instance_folder() -> str:
+    """A new temporary instance folder, deleted when the test process ends."""
+    folder = tempfile.mkdtemp(prefix="coffer-instance-")
+    atexit.register(functools.partial(shutil.rmtree, folder, ignore_errors=True))
+    return folder
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -68,12 +81,12 @@ def migrate(env: dict[str, str]) -> None:
         raise RuntimeError(f"migrations failed:\n{done.stdout}\n{done.stderr}")
 
 
-def start_gunicorn(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen:
+def start_gunicorn(env: dict[str, str], log: IO[bytes], app: str = "wsgi:app") -> subprocess.Popen:
     """gunicorn with Coffer's settings, its output to `log`. `env` binds it (COFFER_BIND) and
     gives it an XDG_RUNTIME_DIR of its own: gunicorn opens a control socket there, and two
-    instances must never take over each other's."""
+    instances must never take over each other's. `app`: another WSGI app to serve."""
     return subprocess.Popen(
-        [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
+        [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", app],
         cwd=ROOT,
         env=env,
         stdout=log,

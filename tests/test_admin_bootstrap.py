@@ -181,6 +181,7 @@ def _gunicorn_env(app, database_url: str) -> dict:
         **os.environ,
         **ADMIN,
         "DATABASE_URL": database_url,
+        "COFFER_INSTANCE_PATH": app.instance_path,  # never the repository's instance/
         "COFFER_SECRET_KEY": app.config["COFFER_SECRET_KEY"],
         "COFFER_ARGON2_TIME_COST": "1",
         "COFFER_ARGON2_MEMORY_KIB": "1024",
@@ -284,6 +285,7 @@ def test_flask_create_admin_command_line(app, database_url, tmp_path):
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
+        "COFFER_INSTANCE_PATH": app.instance_path,  # never the repository's instance/
         "COFFER_SECRET_KEY": app.config["COFFER_SECRET_KEY"],
         "COFFER_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "COFFER_ARGON2_TIME_COST": "1",

@@ -41,13 +41,16 @@ def _python(code: str, **env: str) -> str:
     return result.stdout.strip()
 
 
-def _master_imports(app_uri: str) -> str:
+def _master_imports(app_uri: str, instance: Path) -> str:
+    """The modules of Coffer that gunicorn's master has imported once started (its bootstrap
+    builds an app: in `instance`, never the repository's instance/)."""
     return _python(
         "import runpy, sys, types\n"
         f"conf = runpy.run_path({CONF!r})\n"
         f"server = types.SimpleNamespace(app=types.SimpleNamespace(app_uri={app_uri!r}))\n"
         "conf['on_starting'](server)\n"
-        "print(' '.join(m for m in ('coffer', 'api', 'resources', 'wsgi') if m in sys.modules))\n"
+        "print(' '.join(m for m in ('coffer', 'api', 'resources', 'wsgi') if m in sys.modules))\n",
+        COFFER_INSTANCE_PATH=str(instance),
     )
 
 
@@ -57,12 +60,12 @@ def test_the_settings_import_no_flask():
     assert _python(code) == "False"
 
 
-def test_the_master_imports_coffer_code_but_builds_no_app():
-    assert _master_imports("wsgi:app") == "coffer api resources"
+def test_the_master_imports_coffer_code_but_builds_no_app(tmp_path):
+    assert _master_imports("wsgi:app", tmp_path) == "coffer api resources"
 
 
-def test_a_master_serving_another_app_imports_no_coffer_code():
-    assert _master_imports("bench.ceiling:app") == ""
+def test_a_master_serving_another_app_imports_no_coffer_code(tmp_path):
+    assert _master_imports("bench.ceiling:app", tmp_path) == ""
 
 
 def test_a_worker_app_leaves_cli_and_docs_only_modules_unimported(tmp_path):

@@ -1,8 +1,10 @@
 """A count takes the hit and reads the window in one step: the same answers, remaining hits and
 reset times as limits' own sliding-window strategy (`hit`, then `get_window_stats`)."""
 
+import multiprocessing
 import os
 import random
+import threading
 import time
 import uuid
 
@@ -65,3 +67,62 @@ def test_a_count_in_redis_shows_the_window_limits_reads_there():
             assert min(apart, 60 - apart) < 0.5, (window.reset, reset)
     finally:
         reference.clear(limit, *identifiers)
+
+
+THREADS_PER_PROCESS = 6
+HITS_PER_THREAD = 6
+
+
+def _hit_from_threads(limit_text: str, identifiers: tuple, start, results) -> None:
+    """In a forked child: THREADS_PER_PROCESS threads count one key at once, with a storage
+    (and Redis connections) of this process's own; puts each thread's (allowed, remaining)."""
+    storage = storage_from_string(TEST_REDIS_URL, socket_connect_timeout=5, socket_timeout=5)
+    tier, limit = Tier("Redis", storage), parse(limit_text)
+    outcomes: list[list[tuple[bool, int]]] = [[] for _ in range(THREADS_PER_PROCESS)]
+
+    def run(mine: list) -> None:
+        start.wait(timeout=30)
+        for _ in range(HITS_PER_THREAD):
+            window = tier.count(limit, identifiers)
+            mine.append((window.allowed, window.remaining))
+
+    threads = [threading.Thread(target=run, args=(mine,)) for mine in outcomes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    results.put(outcomes)
+
+
+@pytest.mark.skipif(not TEST_REDIS_URL, reason="needs Redis (TEST_REDIS_URL)")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_concurrent_counts_in_redis_admit_the_limit_each_with_its_own_remaining():
+    """12 threads in 2 processes hit one key, 36 hits for a limit of 20: exactly 20 are
+    admitted, and each admitted hit sees the window as it left it (20 distinct Remaining
+    values, falling in every thread), never another hit's."""
+    limit_text, processes = "20/day", 2  # a day: no run crosses into the next window
+    identifiers = ("coffer-test", "api", uuid.uuid4().hex)
+    forked = multiprocessing.get_context("fork")
+    start, results = forked.Barrier(processes * THREADS_PER_PROCESS), forked.Queue()
+    children = [
+        forked.Process(target=_hit_from_threads, args=(limit_text, identifiers, start, results))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    threads = [thread for _ in children for thread in results.get(timeout=90)]
+    for child in children:
+        child.join(timeout=10)
+        assert child.exitcode == 0
+    try:
+        assert all(len(hits) == HITS_PER_THREAD for hits in threads)
+        admitted = [remaining for hits in threads for allowed, remaining in hits if allowed]
+        assert sorted(admitted) == list(range(20)), threads  # each Remaining once
+        for hits in threads:
+            seen = [remaining for _, remaining in hits]
+            assert seen == sorted(seen, reverse=True), seen  # never rises within a thread
+            refused = [remaining for allowed, remaining in hits if not allowed]
+            assert refused == [0] * len(refused)
+    finally:
+        storage = storage_from_string(TEST_REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+        SlidingWindowCounterRateLimiter(storage).clear(parse(limit_text), *identifiers)

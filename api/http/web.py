@@ -21,6 +21,9 @@ MERGE_PATCH = "application/merge-patch+json"
 # gunicorn refuses a request line over 8190 bytes before the app sees it (gunicorn.conf.py, in
 # problem+json too); this holds about the same bound under any other server (flask run, tests).
 MAX_URI_BYTES = 8190
+# The request id in the WSGI environ too, for gunicorn.conf.py: a worker killed at its timeout
+# answers its in-flight requests 500 with their ids.
+REQUEST_ID_ENVIRON = "coffer.request_id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _SPEC_PATHS = frozenset({f"{V1}/openapi.json", f"{V1}/openapi.yaml"})
 _CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -122,6 +125,7 @@ def _new_request_id() -> str:
 def _assign_request_id() -> None:
     sent = request.environ.get("HTTP_X_REQUEST_ID")
     g.request_id = sent if sent and _SANE_REQUEST_ID.match(sent) else _new_request_id()
+    request.environ[REQUEST_ID_ENVIRON] = g.request_id
     if len(request.path) + len(request.query_string) > MAX_URI_BYTES:
         raise Problem(414, f"The URL is longer than {MAX_URI_BYTES} bytes.")
 
