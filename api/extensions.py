@@ -1,6 +1,6 @@
-"""Extension singletons. Each is bound to an app only inside `create_app`."""
+"""Extension singletons. Each is bound to an app only inside `create_app`. (Flask-Migrate is
+not one of them: `create_app` binds it only in a process that may migrate.)"""
 
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 
@@ -15,4 +15,3 @@ NAMING_CONVENTION = {
 
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
-migrate = Migrate()

@@ -17,8 +17,6 @@ import io
 import secrets
 import uuid
 
-import pyotp
-import segno
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from flask import current_app
@@ -75,6 +73,8 @@ def _matching_step(factor: MfaFactor, code: str) -> int | None:
     """The time step within the drift window whose code `code` is, or None."""
     if len(code) != 6 or not code.isdigit():
         return None
+    import pyotp  # MFA's libraries load at their first use, not in every worker at start
+
     totp = pyotp.TOTP(_secret_of(factor), interval=STEP)
     current = int(clock.timestamp() // STEP)
     for step in range(current - DRIFT, current + DRIFT + 1):
@@ -151,6 +151,8 @@ def confirm_identity(
 def start_enrolment(user: User, *, password: str | None) -> dict:
     """A new, not yet active factor (replacing an unconfirmed one): its secret, the
     `otpauth://` URI that authenticator apps scan, and that URI as an SVG QR code."""
+    import pyotp
+
     require_password(user, password, "password")
     if user.mfa_enabled:
         raise Conflict("Two-factor authentication is on already: disable it first.")
@@ -166,6 +168,8 @@ def start_enrolment(user: User, *, password: str | None) -> dict:
 
 def _qr_svg(uri: str) -> str:
     """A standalone SVG document (with its namespace: it shows inline and as an <img>)."""
+    import segno  # the QR code's only use: enrolment
+
     svg = io.BytesIO()
     segno.make(uri, error="m").save(
         svg, kind="svg", xmldecl=False, scale=4, svgclass=None, lineclass=None

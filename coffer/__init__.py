@@ -7,9 +7,9 @@ Nothing in `api`, `schemas` or `resources` imports it."""
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 
-import redis
 import sqlalchemy as sa
 from flask import Flask, current_app
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -29,7 +29,7 @@ from api import (
 )
 from api.config import from_env
 from api.email_address import InvalidEmail
-from api.extensions import db, migrate
+from api.extensions import db
 from api.http import limits, logs, problems, web
 from coffer import cli
 
@@ -83,7 +83,7 @@ def create_app(config: Mapping | None = None, *, instance_path: str | None = Non
     events.connect(context=web.event_context)
     db.init_app(app)
     app.teardown_appcontext(database.release_session)
-    migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
+    _init_migrations(app)
     _init_redis(app)
     feed.init_app(app)
     ratelimit.init_app(app)
@@ -140,9 +140,25 @@ def _bootstrap_admin(email: str, password: str) -> None:
         current_app.logger.info("admin bootstrap: created the first admin %s", user.email)
 
 
+def _init_migrations(app: Flask) -> None:
+    """Alembic's migrations (`flask db …`, migrations/), bound only in a process that may run
+    them: one started by the `flask` command (which sets FLASK_RUN_FROM_CLI, and has imported
+    Flask-Migrate for its `db` group before it builds the app), or one that imported
+    Flask-Migrate itself to migrate in-process (`flask_migrate.upgrade()`: the tests, the
+    benchmarks). A gunicorn worker never imports Flask-Migrate and Alembic (about 11 MB)."""
+    if os.environ.get("FLASK_RUN_FROM_CLI") != "true" and "flask_migrate" not in sys.modules:
+        return
+    from flask_migrate import Migrate
+
+    Migrate(app, db, directory=MIGRATIONS, render_as_batch=True)
+
+
 def _init_redis(app: Flask) -> None:
+    """The app's Redis client, when REDIS_URL is set; only then is redis-py imported (~6 MB)."""
     url = app.config.get("REDIS_URL")
     if url:
+        import redis
+
         app.extensions["coffer_redis"] = redis.Redis.from_url(
             url, socket_connect_timeout=1, socket_timeout=1, health_check_interval=30
         )

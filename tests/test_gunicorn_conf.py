@@ -68,16 +68,60 @@ def test_a_master_serving_another_app_imports_no_coffer_code(tmp_path):
     assert _master_imports("bench.ceiling:app", tmp_path) == ""
 
 
-def test_a_worker_app_leaves_cli_and_docs_only_modules_unimported(tmp_path):
+# What a worker on SQLite without Redis never needs to serve: the spec's builder (its route
+# serves openapi.yaml), the migrations (`flask db`), Redis's and PostgreSQL's clients, and the
+# libraries of MFA's enrolment and codes, imported at their first use.
+NOT_FOR_SERVING = (
+    "yaml",
+    "apispec",
+    "api.http.spec",
+    "flask_migrate",
+    "alembic",
+    "redis",
+    "psycopg",
+    "pyotp",
+    "segno",
+)
+
+
+def _worker_imports(tmp_path: Path, code: str = "", **env: str) -> set[str]:
+    """Which of NOT_FOR_SERVING a process has imported once it built a worker's app (as
+    gunicorn's master and worker do: wsgi imports coffer, the factory builds the app), then
+    ran `code`."""
     loaded = _python(
         "import sys\n"
         "from coffer import create_app\n"
-        f"create_app(instance_path={str(tmp_path)!r})\n"
-        "print(' '.join(m for m in ('yaml', 'apispec', 'api.http.spec') if m in sys.modules))\n",
-        DATABASE_URL=f"sqlite:///{tmp_path}/coffer.db",
-        COFFER_SECRET_KEY=SECRET,
+        f"app = create_app(instance_path={str(tmp_path)!r})\n"
+        f"{code}\n"
+        f"print(' '.join(m for m in {NOT_FOR_SERVING!r} if m in sys.modules))\n",
+        **{"DATABASE_URL": f"sqlite:///{tmp_path}/coffer.db", "COFFER_SECRET_KEY": SECRET, **env},
     )
-    assert loaded == ""
+    return set(loaded.split())
+
+
+def test_a_worker_app_leaves_cli_and_docs_only_modules_unimported(tmp_path, monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
+    assert _worker_imports(tmp_path) == set()
+
+
+def test_redis_is_imported_only_with_a_redis_url(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLASK_RUN_FROM_CLI", raising=False)
+    # A client is made, not connected: no Redis server is needed to build the app.
+    loaded = _worker_imports(tmp_path, REDIS_URL="redis://127.0.0.1:1/0")
+    assert loaded == {"redis"}
+
+
+def test_the_flask_command_binds_the_migrations(tmp_path, monkeypatch):
+    """Under the `flask` command the app has its migrations (`flask db upgrade`); a process
+    that imported Flask-Migrate to migrate in-process (the tests' conftest) has them too."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    check = "assert 'migrate' in app.extensions"
+    assert {"flask_migrate", "alembic"} <= _worker_imports(
+        tmp_path, check, FLASK_RUN_FROM_CLI="true"
+    )
+    code = "import flask_migrate\napp = create_app(instance_path=app.instance_path)\n" + check
+    _worker_imports(tmp_path, code)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """A request's Core connection: AUTOCOMMIT on PostgreSQL, and its first read run again, once,
 when the server had dropped the connection."""
 
-import psycopg
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -48,7 +47,7 @@ class RequestConnection(Connection):
         which this then is."""
         if not (first and self.dialect.name == "postgresql"):
             return False
-        if not isinstance(exc, psycopg.OperationalError):
+        if not isinstance(exc, self.dialect.loaded_dbapi.OperationalError):  # psycopg's
             return False
         if not is_closed(self.connection.dbapi_connection):
             return False

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
@@ -95,6 +94,8 @@ class Fanout:
             pubsub.close()
 
     def _postgres_wakeups(self, stopping: threading.Event) -> Iterator[None]:
+        import psycopg  # loaded already on PostgreSQL (the engine's driver); never on SQLite
+
         url = self.engine.url.set(drivername="postgresql")
         conninfo = url.render_as_string(hide_password=False)
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
