@@ -93,8 +93,12 @@ def _import_coffer():
     import coffer  # noqa: F401  (with it the core, api)
     import resources  # noqa: F401
 
+    # The clients that only some deployments use, and so Coffer imports only when configured
+    # (a worker on SQLite without Redis has neither): shared the same way when they are.
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        import psycopg  # noqa: F401  (PostgreSQL's driver: its libraries are shared the same way)
+        import psycopg  # noqa: F401  (PostgreSQL's driver)
+    if os.environ.get("REDIS_URL"):
+        import redis  # noqa: F401
 
     gc.collect()
     gc.freeze()

@@ -41,16 +41,18 @@ def _python(code: str, **env: str) -> str:
     return result.stdout.strip()
 
 
-def _master_imports(app_uri: str, instance: Path) -> str:
-    """The modules of Coffer that gunicorn's master has imported once started (its bootstrap
-    builds an app: in `instance`, never the repository's instance/)."""
+def _master_imports(
+    app_uri: str, instance: Path, modules=("coffer", "api", "resources", "wsgi"), **env: str
+) -> str:
+    """Which of `modules` (by default Coffer's) gunicorn's master has imported once started
+    (its bootstrap builds an app: in `instance`, never the repository's instance/)."""
     return _python(
         "import runpy, sys, types\n"
         f"conf = runpy.run_path({CONF!r})\n"
         f"server = types.SimpleNamespace(app=types.SimpleNamespace(app_uri={app_uri!r}))\n"
         "conf['on_starting'](server)\n"
-        "print(' '.join(m for m in ('coffer', 'api', 'resources', 'wsgi') if m in sys.modules))\n",
-        COFFER_INSTANCE_PATH=str(instance),
+        f"print(' '.join(m for m in {tuple(modules)!r} if m in sys.modules))\n",
+        **{"COFFER_INSTANCE_PATH": str(instance), **env},
     )
 
 
@@ -66,6 +68,19 @@ def test_the_master_imports_coffer_code_but_builds_no_app(tmp_path):
 
 def test_a_master_serving_another_app_imports_no_coffer_code(tmp_path):
     assert _master_imports("bench.ceiling:app", tmp_path) == ""
+
+
+def test_the_master_imports_the_clients_of_the_configured_services_only(tmp_path, monkeypatch):
+    """Shared with the workers when configured; otherwise neither imports them."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    clients = ("psycopg", "redis", "flask_migrate")
+    assert _master_imports("wsgi:app", tmp_path, clients) == ""
+    postgres = "postgresql://coffer@127.0.0.1:1/coffer"  # the master connects to nothing
+    configured = _master_imports(
+        "wsgi:app", tmp_path, clients, DATABASE_URL=postgres, REDIS_URL="redis://127.0.0.1:1/0"
+    )
+    assert configured == "psycopg redis"
 
 
 # What a worker on SQLite without Redis never needs to serve: the spec's builder (its route
