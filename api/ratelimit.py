@@ -38,7 +38,7 @@ from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_st
 from limits.storage.base import SlidingWindowCounterSupport
 from sqlalchemy.engine import make_url
 
-from api.counters import SQLiteStorage, counters_path
+from api.counters import FileStorage, counters_path
 from api.database import database_url
 from api.errors import RateLimited
 
@@ -150,7 +150,7 @@ class Tier:
         `get_window_stats`), with its arithmetic, in one atomic step in the file or in Redis
         (in memory, the worker's lock-free dictionary: two calls)."""
         key, storage, expiry = limit.key_for(*identifiers), self.storage, limit.get_expiry()
-        if isinstance(storage, SQLiteStorage):
+        if isinstance(storage, FileStorage):
             allowed, window = storage.count(key, limit.amount, expiry)
         elif isinstance(storage, RedisStorage):
             allowed, window = _redis_count(storage, key, limit.amount, expiry)
@@ -180,7 +180,7 @@ class Counters:
         self.api = parse(app.config["COFFER_RATE_LIMIT_API"])
         self.mail = parse(app.config["COFFER_RATE_LIMIT_MAIL"])
         self.tiers = [
-            Tier("the instance's file", SQLiteStorage(functools.partial(_counters_path, app))),
+            Tier("the instance's file", FileStorage(functools.partial(_counters_path, app))),
             Tier("this process's memory", _SweptMemoryStorage()),
         ]
         if url := app.config.get("REDIS_URL"):
