@@ -8,11 +8,15 @@ reset times, ETags) are checked for their form and shown as <placeholders>.
 """
 
 import math
+import os
 import re
 import time
+import uuid
 
 import pytest
 from helpers import API, bearer, register_and_log_in
+
+from api.http import web
 
 WINDOW = 60  # seconds: every limit of these tests is per minute
 ORIGINS = ["https://app.example.org", "https://*.example.net"]
@@ -550,3 +554,11 @@ def test_a_refused_request_shows_the_refusing_window_and_retry_after(make_app):
 )
 def test_a_reset_is_judged_by_the_times_of_its_request(reset, sent_at, checked_at, in_window):
     assert reset_in_window(reset, sent_at, checked_at) is in_window
+
+
+def test_a_generated_request_id_is_the_hex_of_a_version_4_uuid(monkeypatch):
+    """The request id built from random bits is what uuid.uuid4().hex makes of the same bits."""
+    for _ in range(200):
+        bits = os.urandom(16)
+        monkeypatch.setattr(os, "urandom", lambda n, bits=bits: bits)
+        assert web._new_request_id() == uuid.UUID(bytes=bits, version=4).hex
