@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+from flask import Response
 from helpers import API, bearer, register_and_log_in
 
 from api.http import web
@@ -562,3 +563,24 @@ def test_a_generated_request_id_is_the_hex_of_a_version_4_uuid(monkeypatch):
         bits = os.urandom(16)
         monkeypatch.setattr(os, "urandom", lambda n, bits=bits: bits)
         assert web._new_request_id() == uuid.UUID(bytes=bits, version=4).hex
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"response": b'{"a": 1}\n', "status": 200, "mimetype": "application/json"},
+        {"response": b"{}", "status": 201, "headers": {"Location": "/api/v1/x/é"}},
+        {"response": b"{}", "status": 201, "headers": {"Content-Location": "/a b"}},
+        {"response": b"", "status": 204, "headers": {"Content-Length": "0"}},
+        {"response": b"", "status": 304, "headers": {"ETag": '"x"', "Content-Type": "a/b"}},
+        {"response": iter([b"data: 1\n\n"]), "status": 200, "mimetype": "text/event-stream"},
+        {"response": b"abc", "status": 200, "headers": {"Content-Length": "3", "Vary": "A"}},
+        {"response": b"x", "status": 429, "headers": [("Link", "<a>"), ("Link", "<b>")]},
+    ],
+)
+def test_the_servers_copy_of_the_headers_is_werkzeugs(kwargs):
+    environ = {"wsgi.url_scheme": "http", "HTTP_HOST": "localhost", "PATH_INFO": "/x"}
+    ours = web.App.response_class(**kwargs).get_wsgi_headers(environ).to_wsgi_list()
+    if hasattr(kwargs["response"], "__next__"):
+        kwargs = {**kwargs, "response": iter([b"data: 1\n\n"])}
+    assert ours == Response(**kwargs).get_wsgi_headers(environ).to_wsgi_list()

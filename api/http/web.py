@@ -256,10 +256,38 @@ def _set(headers: Headers, present: set[str], name: str, value: str) -> None:
         headers.add(name, value)
 
 
+class _Response(Response):
+    """Flask's Response, with the copy of its headers for the server made without checking
+    each header anew (Werkzeug's own copy adds them one by one, each value checked for line
+    breaks, which it was when it was set), for the responses whose headers Werkzeug would
+    send as they are plus a Content-Length: not 1xx, 204 or 304, no Location."""
+
+    def get_wsgi_headers(self, environ) -> Headers:
+        status = self.status_code
+        if status < 200 or status in (204, 304):
+            return super().get_wsgi_headers(environ)
+        items = self.headers._list
+        content_length = None
+        for name, value in items:
+            lowered = name.lower()
+            if lowered == "content-length":
+                content_length = value
+            elif lowered in ("location", "content-location"):
+                return super().get_wsgi_headers(environ)
+        headers = Headers()
+        headers._list = items.copy()
+        if content_length is None and self.automatically_set_content_length and self.is_sequence:
+            length = sum(len(chunk) for chunk in self.iter_encoded())
+            headers._list.append(("Content-Length", str(length)))
+        return headers
+
+
 class App(Flask):
     """Flask, remembering what `ensure_sync` made of each hook and view: Flask asks
     inspect.iscoroutinefunction of every before-request, after-request and teardown function,
-    and of the view, on every request."""
+    and of the view, on every request. Its responses are _Response."""
+
+    response_class = _Response
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
