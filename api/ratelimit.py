@@ -38,7 +38,7 @@ from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_st
 from limits.storage.base import SlidingWindowCounterSupport
 from sqlalchemy.engine import make_url
 
-from api.counters import SQLiteStorage, counters_path
+from api.counters import FileStorage, counters_path
 from api.database import database_url
 from api.errors import RateLimited
 
@@ -150,7 +150,7 @@ class Tier:
         `get_window_stats`), with its arithmetic, in one atomic step in the file or in Redis
         (in memory, the worker's lock-free dictionary: two calls)."""
         key, storage, expiry = limit.key_for(*identifiers), self.storage, limit.get_expiry()
-        if isinstance(storage, SQLiteStorage):
+        if isinstance(storage, FileStorage):
             allowed, window = storage.count(key, limit.amount, expiry)
         elif isinstance(storage, RedisStorage):
             allowed, window = _redis_count(storage, key, limit.amount, expiry)
@@ -180,7 +180,7 @@ class Counters:
         self.api = parse(app.config["COFFER_RATE_LIMIT_API"])
         self.mail = parse(app.config["COFFER_RATE_LIMIT_MAIL"])
         self.tiers = [
-            Tier("the instance's file", SQLiteStorage(functools.partial(_counters_path, app))),
+            Tier("the instance's file", FileStorage(functools.partial(_counters_path, app))),
             Tier("this process's memory", _SweptMemoryStorage()),
         ]
         if url := app.config.get("REDIS_URL"):
@@ -248,12 +248,15 @@ def counters() -> Counters:
     return current_app.extensions["coffer_rate_limits"]
 
 
-def enforce(limit: RateLimitItem, scope: str, key: str) -> Window:
-    """Count one request against `scope`/`key`; RateLimited when the limit is spent.
+def enforce(which: str, scope: str, key: str) -> Window:
+    """Count one request against `scope`/`key` under the app's limit `which` ("api", "auth"
+    or "mail"); RateLimited when the limit is spent.
 
     `counted` tells its receivers (the HTTP layer, for the X-RateLimit headers) each window.
     """
-    window = counters().hit(limit, scope, key)
+    found = counters()
+    limit = getattr(found, which)
+    window = found.hit(limit, scope, key)
     counted.send(window)
     if not window.allowed:
         retry_after = max(1, math.ceil(window.reset - time.time()))
@@ -266,27 +269,27 @@ def enforce(limit: RateLimitItem, scope: str, key: str) -> Window:
 
 def enforce_api_limit(user_id: str) -> None:
     """The per-user limit shared by every authenticated route."""
-    enforce(counters().api, "api", user_id)
+    enforce("api", "api", user_id)
 
 
 def enforce_anonymous_api_limit(client: str) -> None:
     """COFFER_RATE_LIMIT_API per client IP, for the reads that need no token (public data)."""
-    enforce(counters().api, "api-anonymous", client)
+    enforce("api", "api-anonymous", client)
 
 
 def enforce_auth_limit(scope: str, client: str) -> None:
     """COFFER_RATE_LIMIT_AUTH per client IP, on the counter of one route (`scope`)."""
-    enforce(counters().auth, scope, client)
+    enforce("auth", scope, client)
 
 
 def enforce_account_limit(scope: str, email: str) -> None:
     """COFFER_RATE_LIMIT_AUTH per account (its normalised email) on `scope`'s counter."""
-    enforce(counters().auth, f"{scope}-account", email)
+    enforce("auth", f"{scope}-account", email)
 
 
 def enforce_mail_limit(address: str) -> None:
     """COFFER_RATE_LIMIT_MAIL per target address (normalised), whichever route mails it."""
-    enforce(counters().mail, "mail-address", address)
+    enforce("mail", "mail-address", address)
 
 
 def init_app(app: Flask) -> None:

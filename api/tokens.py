@@ -159,7 +159,6 @@ _users, _sessions = User.__table__, Session.__table__
 _LIVE_SESSION = database.Statement(
     sa.select(
         *(_users.c[name] for name in Caller.__slots__ if name != "session_id"),
-        _sessions.c.user_id,
         (_sessions.c.revoked_at.is_(None) & (_sessions.c.expires_at > sa.bindparam("now"))).label(
             "live"
         ),
@@ -184,7 +183,7 @@ def _live_caller(claims: Mapping, *, touch: bool) -> tuple[Caller | None, str | 
     row = _LIVE_SESSION.first(params)
     if row is None or not row["live"]:
         return None, "The session has ended."
-    if (claims["sub"] is not None and str(row["user_id"]) != claims["sub"]) or not row["is_active"]:
+    if (claims["sub"] is not None and str(row["id"]) != claims["sub"]) or not row["is_active"]:
         return None, "The token does not belong to an active user."
     if touch and row["stale"]:
         conn = database.connection()

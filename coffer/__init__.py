@@ -67,7 +67,7 @@ def create_app(config: Mapping | None = None, *, instance_path: str | None = Non
     settings = {**from_env(), **(config or {})}  # COFFER_INSTANCE_PATH, when no argument
     # Named "api": the app's logger is then the parent of the core's module loggers
     # (api.accounts, api.mail, …), whose records it writes as JSON lines (api/http/logs.py).
-    app = Flask("api", instance_path=instance_path or settings["COFFER_INSTANCE_PATH"])
+    app = web.App("api", instance_path=instance_path or settings["COFFER_INSTANCE_PATH"])
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = app.config["COFFER_MAX_BODY_BYTES"]
     os.makedirs(app.instance_path, exist_ok=True)
@@ -82,6 +82,9 @@ def create_app(config: Mapping | None = None, *, instance_path: str | None = Non
     problems.init_app(app)
     events.connect(context=web.event_context)
     db.init_app(app)
+    # release_session ends the request's session, as Flask-SQLAlchemy's own teardown did
+    # (which it replaces), and outlives a database that died mid-request.
+    app.teardown_appcontext_funcs.remove(db._teardown_session)
     app.teardown_appcontext(database.release_session)
     _init_migrations(app)
     _init_redis(app)

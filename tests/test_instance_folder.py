@@ -139,5 +139,5 @@ def test_gunicorn_of_the_tests_keeps_its_state_in_a_folder_of_its_own(tmp_path):
     finally:
         stop_gunicorn(process)
     assert (folder / "coffer.db").is_file()
-    assert any((folder / "rate-limits").rglob("*.sqlite3"))
+    assert any((folder / "rate-limits").rglob("*.counters"))
     assert snapshot(repository_instance) == before

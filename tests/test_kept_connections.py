@@ -15,12 +15,14 @@ import pytest
 import sqlalchemy as sa
 from flask import request
 from helpers import API
+from sqlalchemy.dialects import sqlite
 from sse import Stream
 from werkzeug.serving import make_server
 
 from api import database, query, records, tokens, visibility
+from api.database.statements import _result_processor
 from api.extensions import db
-from api.models import utcnow
+from api.models import UTCDateTime, utcnow
 from api.tokens import LAST_USED_RESOLUTION
 
 
@@ -212,3 +214,23 @@ def test_a_first_page_reads_what_sqlalchemy_reads(app, world, listing, scope):
             assert rows == expected and [list(r) for r in rows] == [list(r) for r in expected]
             read += len(rows)
     assert read, "the listing reads something"
+
+
+def test_sqlite_uuids_and_datetimes_read_as_the_types_read_them():
+    """The readers of SQLite's stored UUIDs and datetimes (api/database/statements.py) give
+    what the column types' own result processors give, for their usual and other forms."""
+    dialect = sqlite.dialect()
+    found = uuid.uuid4()
+    for type_, values in [
+        (sa.Uuid(), [found.hex, str(found), None]),
+        (UTCDateTime(), ["2026-01-02 03:04:05.000006", "2026-01-02 03:04:05", "2026-01-02", None]),
+        (sa.DateTime(), ["2026-12-31 23:59:59.999999", "2026-01-02 03:04:05", None]),
+    ]:
+        own = type_.dialect_impl(dialect).result_processor(dialect, None)
+        fast = _result_processor(type_, dialect)
+        for value in values:
+            assert fast(value) == own(value) and type(fast(value)) is type(own(value)), value
+            if isinstance(own(value), uuid.UUID):
+                assert (str(fast(value)), hash(fast(value))) == (str(found), hash(found))
+            if hasattr(own(value), "tzinfo"):
+                assert fast(value).tzinfo == own(value).tzinfo

@@ -13,7 +13,7 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from api.counters import SQLiteStorage
+from api.counters import FileStorage
 from api.ratelimit import Tier, _SweptMemoryStorage
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -26,7 +26,7 @@ def test_a_count_answers_as_limits_hit_and_window_stats(tmp_path, monkeypatch, s
     limit = parse("10/minute")
     reference = SlidingWindowCounterRateLimiter(_SweptMemoryStorage())
     if storage == "file":
-        tier = Tier("file", SQLiteStorage(str(tmp_path / "counters.sqlite3")))
+        tier = Tier("file", FileStorage(str(tmp_path / "counters")))
     else:
         tier = Tier("memory", _SweptMemoryStorage())
     steps = random.Random(11)
@@ -43,7 +43,7 @@ def test_a_count_answers_as_limits_hit_and_window_stats(tmp_path, monkeypatch, s
 
 
 def test_a_count_bigger_than_the_limit_is_refused_without_counting(tmp_path):
-    storage = SQLiteStorage(str(tmp_path / "counters.sqlite3"))
+    storage = FileStorage(str(tmp_path / "counters"))
     assert storage.count("k", 3, 60, amount=4)[0] is False
     assert storage.count("k", 3, 60, amount=3)[0] is True
 

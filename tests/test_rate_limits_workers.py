@@ -18,7 +18,7 @@ from gunicorn_run import coffer_env, free_port, start_gunicorn, stop_gunicorn
 from limits import parse
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from api.counters import SQLiteStorage
+from api.counters import FileStorage
 from api.ratelimit import _SweptMemoryStorage
 
 PROCESSES = 6
@@ -36,7 +36,7 @@ def hit_many(limiter, limit, start, results) -> None:
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_processes_hitting_one_key_are_allowed_exactly_the_limit_between_them(tmp_path):
-    limiter = SlidingWindowCounterRateLimiter(SQLiteStorage(str(tmp_path / "counters.sqlite3")))
+    limiter = SlidingWindowCounterRateLimiter(FileStorage(str(tmp_path / "counters")))
     limit = parse("37/day")  # a window so long that no test run crosses into the next one
     assert limiter.hit(limit, "test", "one-key")  # the parent's connection exists before fork
     forked = multiprocessing.get_context("fork")
@@ -62,7 +62,7 @@ def test_the_file_counts_exactly_as_limits_memory_storage(tmp_path, monkeypatch)
     monkeypatch.setattr(time, "time", lambda: clock[0])
     limit = parse("10/minute")
     memory = SlidingWindowCounterRateLimiter(_SweptMemoryStorage())
-    shared = SlidingWindowCounterRateLimiter(SQLiteStorage(str(tmp_path / "counters.sqlite3")))
+    shared = SlidingWindowCounterRateLimiter(FileStorage(str(tmp_path / "counters")))
     steps = random.Random(7)
     for _ in range(300):  # about five minutes of hits on two keys, some bursts, some pauses
         clock[0] += steps.choice([0.05, 0.5, 2.0, 7.0, 31.0])

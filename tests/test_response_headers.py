@@ -8,11 +8,16 @@ reset times, ETags) are checked for their form and shown as <placeholders>.
 """
 
 import math
+import os
 import re
 import time
+import uuid
 
 import pytest
+from flask import Response
 from helpers import API, bearer, register_and_log_in
+
+from api.http import web
 
 WINDOW = 60  # seconds: every limit of these tests is per minute
 ORIGINS = ["https://app.example.org", "https://*.example.net"]
@@ -550,3 +555,32 @@ def test_a_refused_request_shows_the_refusing_window_and_retry_after(make_app):
 )
 def test_a_reset_is_judged_by_the_times_of_its_request(reset, sent_at, checked_at, in_window):
     assert reset_in_window(reset, sent_at, checked_at) is in_window
+
+
+def test_a_generated_request_id_is_the_hex_of_a_version_4_uuid(monkeypatch):
+    """The request id built from random bits is what uuid.uuid4().hex makes of the same bits."""
+    for _ in range(200):
+        bits = os.urandom(16)
+        monkeypatch.setattr(os, "urandom", lambda n, bits=bits: bits)
+        assert web._new_request_id() == uuid.UUID(bytes=bits, version=4).hex
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"response": b'{"a": 1}\n', "status": 200, "mimetype": "application/json"},
+        {"response": b"{}", "status": 201, "headers": {"Location": "/api/v1/x/é"}},
+        {"response": b"{}", "status": 201, "headers": {"Content-Location": "/a b"}},
+        {"response": b"", "status": 204, "headers": {"Content-Length": "0"}},
+        {"response": b"", "status": 304, "headers": {"ETag": '"x"', "Content-Type": "a/b"}},
+        {"response": iter([b"data: 1\n\n"]), "status": 200, "mimetype": "text/event-stream"},
+        {"response": b"abc", "status": 200, "headers": {"Content-Length": "3", "Vary": "A"}},
+        {"response": b"x", "status": 429, "headers": [("Link", "<a>"), ("Link", "<b>")]},
+    ],
+)
+def test_the_servers_copy_of_the_headers_is_werkzeugs(kwargs):
+    environ = {"wsgi.url_scheme": "http", "HTTP_HOST": "localhost", "PATH_INFO": "/x"}
+    ours = web.App.response_class(**kwargs).get_wsgi_headers(environ).to_wsgi_list()
+    if hasattr(kwargs["response"], "__next__"):
+        kwargs = {**kwargs, "response": iter([b"data: 1\n\n"])}
+    assert ours == Response(**kwargs).get_wsgi_headers(environ).to_wsgi_list()

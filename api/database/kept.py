@@ -153,7 +153,7 @@ def release_session(_exc: BaseException | None) -> None:
     """End the request's session even when the database died before its closing ROLLBACK.
 
     Flask-SQLAlchemy's own teardown would let that error escape after the response was built
-    (gunicorn then sends a 500). Registered after `db.init_app`, this runs first: the failed
+    (gunicorn then sends a 500), so this one replaces it (coffer.create_app): the failed
     rollback has invalidated the dead connection, and a second remove hands it back to the pool.
     """
     conn = g.pop("db_connection", None)

@@ -1,7 +1,10 @@
 """Core SELECTs compiled once per dialect and run on the DB-API cursor of the request's
 connection (`Statement`)."""
 
+import functools
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -60,6 +63,44 @@ def _fetch(dbapi_connection, sql: str, params) -> list[tuple]:
 
 
 _EXPANDING = object()
+_new, _setattr = object.__new__, object.__setattr__
+_SQLITE_DATETIME_LENGTH = len("2026-01-02 03:04:05.000006")  # SQLAlchemy's SQLite format
+
+
+def _result_processor(type_: sa.types.TypeEngine, dialect: Dialect) -> Callable | None:
+    """The type's own result processor; on SQLite, for a UUID or a datetime stored in the
+    form SQLAlchemy writes them (32 hex digits; "YYYY-MM-DD HH:MM:SS.ffffff"), one that reads
+    that form straight, and gives any other to the type's own."""
+    process = type_.dialect_impl(dialect).result_processor(dialect, None)
+    if dialect.name != "sqlite" or process is None:
+        return process
+    if isinstance(type_, sa.Uuid) and type_.as_uuid:
+        return functools.partial(_sqlite_uuid, process)
+    decorator = type_ if isinstance(type_, sa.TypeDecorator) else None
+    if isinstance(type_.impl_instance if decorator else type_, sa.DateTime):
+        after = (
+            functools.partial(decorator.process_result_value, dialect=dialect)
+            if decorator
+            else None
+        )
+        return functools.partial(_sqlite_datetime, process, after)
+    return process
+
+
+def _sqlite_uuid(process: Callable, value):
+    if value is None or len(value) != 32:
+        return process(value)
+    found = _new(uuid.UUID)  # uuid.UUID(hex=value), without its parsing of other forms
+    _setattr(found, "int", int(value, 16))
+    _setattr(found, "is_safe", uuid.SafeUUID.unknown)
+    return found
+
+
+def _sqlite_datetime(process: Callable, after: Callable | None, value):
+    if value is None or len(value) != _SQLITE_DATETIME_LENGTH or value[10] != " ":
+        return process(value)
+    found = datetime.fromisoformat(value)
+    return found if after is None else after(found)
 
 
 def _compile(stmt: sa.Select, dialect: Dialect):
@@ -88,9 +129,7 @@ class _Compiled:
             self.slots.append((escaped.get(name, name), name, process, fixed, bind.required))
         columns = stmt.selected_columns
         self.keys = tuple(columns.keys())
-        self.processors = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-        )
+        self.processors = tuple(_result_processor(column.type, dialect) for column in columns)
 
     def bind(self, params: dict):
         values = []

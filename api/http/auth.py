@@ -11,8 +11,8 @@ from api.http.operation import declare
 from api.http.web import client_ip
 
 
-def _bearer_token() -> str | None:
-    header = request.headers.get("Authorization", "")
+def _bearer_token(environ: dict) -> str | None:
+    header = environ.get("HTTP_AUTHORIZATION", "")  # request.headers["Authorization"]
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -20,11 +20,13 @@ def _bearer_token() -> str | None:
 
 
 def _authenticate() -> None:
-    if "access_token" in request.args:
+    current = request._get_current_object()  # one context lookup for all that follows
+    environ = current.environ
+    if environ.get("QUERY_STRING") and "access_token" in current.args:
         raise Unauthenticated(
             "Tokens are accepted only in the Authorization header.", reason="invalid_request"
         )
-    token = _bearer_token()
+    token = _bearer_token(environ)
     if token is None:
         raise Unauthenticated("Authentication is required.", reason=None)
     caller = tokens.live_caller(token)

@@ -1,12 +1,13 @@
 """HTTP plumbing shared by every resource: request ids, JSON bodies, JSON output, and the one
 step that finishes every response with its CORS, rate-limit, request-id and security headers."""
 
+import os
 import re
-import uuid
+from collections.abc import Callable
 from urllib.parse import unquote
 
 import orjson
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Request, Response, current_app, g, has_request_context, request
 from flask.sessions import SessionInterface
 from flask_cors.core import get_cors_headers, get_cors_options, parse_resources, try_match_pattern
 from marshmallow import Schema, ValidationError
@@ -28,6 +29,7 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _SPEC_PATHS = frozenset({f"{V1}/openapi.json", f"{V1}/openapi.yaml"})
 _CSP = "default-src 'none'; frame-ancestors 'none'"
 _PRIVATE_NETWORK = "HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"
+SYNCED_FUNCTIONS = 1024  # hooks and views whose ensure_sync App remembers
 
 
 def client_ip() -> str:
@@ -119,14 +121,20 @@ def json_response(data: object, code: int, headers: dict | None = None) -> Respo
 
 
 def _new_request_id() -> str:
-    return uuid.uuid4().hex
+    """uuid.uuid4().hex, without building the UUID: 122 random bits, version 4, RFC 4122
+    variant, as 32 hex digits."""
+    bits = int.from_bytes(os.urandom(16), "big")
+    bits = (bits & ~(0xC000 << 48) | (0x8000 << 48)) & ~(0xF000 << 64) | (4 << 76)
+    return f"{bits:032x}"
 
 
 def _assign_request_id() -> None:
-    sent = request.environ.get("HTTP_X_REQUEST_ID")
-    g.request_id = sent if sent and _SANE_REQUEST_ID.match(sent) else _new_request_id()
-    request.environ[REQUEST_ID_ENVIRON] = g.request_id
-    if len(request.path) + len(request.query_string) > MAX_URI_BYTES:
+    current = request._get_current_object()  # one context lookup for all that follows
+    environ = current.environ
+    sent = environ.get("HTTP_X_REQUEST_ID")
+    request_id = sent if sent and _SANE_REQUEST_ID.match(sent) else _new_request_id()
+    g.request_id = environ[REQUEST_ID_ENVIRON] = request_id
+    if len(current.path) + len(current.query_string) > MAX_URI_BYTES:
         raise Problem(414, f"The URL is longer than {MAX_URI_BYTES} bytes.")
 
 
@@ -152,29 +160,76 @@ class Cors:
         found = get_cors_headers(self.options, request_headers, "GET")
         return [(name, str(value)) for name, value in found.items(multi=True)]
 
-    def headers(self) -> list[tuple[str, str]]:
-        """The CORS headers for this request's response (none outside the CORS paths)."""
-        path = unquote(request.path)
+    def headers(self, current: Request) -> list[tuple[str, str]]:
+        """The CORS headers for the response to `current` (none outside the CORS paths)."""
+        path = unquote(current.path)
         if not any(try_match_pattern(path, pattern, caseSensitive=True) for pattern in self.paths):
             return []
-        environ = request.environ
+        environ = current.environ
         if environ["REQUEST_METHOD"] != "OPTIONS" and _PRIVATE_NETWORK not in environ:
             if not environ.get("HTTP_ORIGIN"):
                 return self.without_origin
             if self.any_origin is not None:
                 return self.any_origin
-        found = get_cors_headers(self.options, request.headers, request.method)
+        found = get_cors_headers(self.options, current.headers, current.method)
         return [(name, str(value)) for name, value in found.items(multi=True)]
+
+
+# The headers the finishing step sets in place when a view or handler set them already.
+_REPLACED = frozenset(
+    {
+        "access-control-allow-origin",
+        "x-request-id",
+        "x-content-type-options",
+        "referrer-policy",
+        "cache-control",
+        "content-security-policy",
+    }
+)
+_SECURITY = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
 
 
 def _finish(response: Response) -> Response:
     """The one response-finishing step: CORS, rate-limit, request-id and security headers,
     appended in that order to what the view or error handler set."""
     headers = response.headers
-    present = {name.lower() for name, _ in headers.to_wsgi_list()}
+    present = {name.lower() for name, _ in headers}
+    if not present.isdisjoint(_REPLACED):
+        return _finish_in_place(response, present)
+    current, context = request._get_current_object(), g._get_current_object()
+    cors = current_app.extensions.get("coffer_cors")
+    added = cors.headers(current) if cors is not None else []
+    window = getattr(context, "rate_window", None)
+    if window is not None:
+        added = [
+            *added,
+            ("X-RateLimit-Limit", str(window.limit.amount)),
+            ("X-RateLimit-Remaining", str(window.remaining)),
+            ("X-RateLimit-Reset", str(int(window.reset))),
+        ]
+    path = current.path
+    added = [
+        *added,
+        ("X-Request-ID", getattr(context, "request_id", None) or _new_request_id()),
+        *_SECURITY,
+    ]
+    if path.startswith(V1) and path not in _SPEC_PATHS:
+        added.append(("Cache-Control", "no-store"))
+    if not path.startswith("/docs"):
+        added.append(("Content-Security-Policy", _CSP))
+    # Headers.add checks each value for line breaks; these are constants, numbers, a request
+    # id that matched _SANE_REQUEST_ID or flask-cors's values: appended as they are.
+    headers._list.extend(added)
+    return response
+
+
+def _finish_in_place(response: Response, present: set[str]) -> Response:
+    """_finish for a response that already has one of the headers it sets: those are
+    replaced where they stand, the others appended."""
+    headers = response.headers
     cors = current_app.extensions.get("coffer_cors")
     if cors is not None and "access-control-allow-origin" not in present:
-        for name, value in cors.headers():
+        for name, value in cors.headers(request._get_current_object()):
             headers.add(name, value)
     window = g.get("rate_window")
     if window is not None:
@@ -199,6 +254,55 @@ def _set(headers: Headers, present: set[str], name: str, value: str) -> None:
         headers[name] = value
     else:
         headers.add(name, value)
+
+
+class _Response(Response):
+    """Flask's Response, with the copy of its headers for the server made without checking
+    each header anew (Werkzeug's own copy adds them one by one, each value checked for line
+    breaks, which it was when it was set), for the responses whose headers Werkzeug would
+    send as they are plus a Content-Length: not 1xx, 204 or 304, no Location."""
+
+    def get_wsgi_headers(self, environ) -> Headers:
+        status = self.status_code
+        if status < 200 or status in (204, 304):
+            return super().get_wsgi_headers(environ)
+        items = self.headers._list
+        content_length = None
+        for name, value in items:
+            lowered = name.lower()
+            if lowered == "content-length":
+                content_length = value
+            elif lowered in ("location", "content-location"):
+                return super().get_wsgi_headers(environ)
+        headers = Headers()
+        headers._list = items.copy()
+        if content_length is None and self.automatically_set_content_length and self.is_sequence:
+            length = sum(len(chunk) for chunk in self.iter_encoded())
+            headers._list.append(("Content-Length", str(length)))
+        return headers
+
+
+class App(Flask):
+    """Flask, remembering what `ensure_sync` made of each hook and view: Flask asks
+    inspect.iscoroutinefunction of every before-request, after-request and teardown function,
+    and of the view, on every request. Its responses are _Response."""
+
+    response_class = _Response
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Callable, Callable] = {}
+
+    def ensure_sync(self, func: Callable) -> Callable:
+        try:
+            return self._synced[func]
+        except KeyError:
+            synced = super().ensure_sync(func)
+            if len(self._synced) < SYNCED_FUNCTIONS:  # bounded, were any made per request
+                self._synced[func] = synced
+            return synced
+        except TypeError:  # an unhashable callable
+            return super().ensure_sync(func)
 
 
 class _NoCookieSessions(SessionInterface):

@@ -24,6 +24,17 @@ MAX_PAUSE = 60.0  # the longest pause while the database fails
 EXIT_GRACE = 5.0  # seconds a process at exit waits for the mail being sent
 
 log = logging.getLogger(__name__)
+# This process's id, kept by a fork hook: ensure_running runs before every request, and
+# os.getpid() is a system call.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class SenderThread:
@@ -37,10 +48,10 @@ class SenderThread:
         self.lock = threading.Lock()
 
     def ensure_running(self) -> None:
-        if self.pid == os.getpid():
+        if self.pid == _pid:
             return
         with self.lock:
-            if self.pid == os.getpid():
+            if self.pid == _pid:
                 return
             self.stopping.clear()
             self.thread = threading.Thread(target=self.run, name="coffer-mail", daemon=True)
