@@ -6,8 +6,10 @@ window (`key/<window number>`), kept for two windows from its first hit, and a h
 while floor(previous × its remaining share of the window + current) + amount <= limit.
 
 The counters are a fixed table of SLOTS slots in a file that every worker maps into its memory
-(MAP_SHARED, so all see one table). A slot holds the first 16 bytes of the key's BLAKE2b
-digest, the hits and the Unix time at which the counter expires. A key's slot is found by open
+(MAP_SHARED, so all see one table). A slot holds the key's 16-byte BLAKE2b digest, keyed with a
+random salt that the file's first opener writes into its header (so that nobody can compute
+which keys share a slot, and crowd a victim's counter out of it), the hits and the Unix time at
+which the counter expires. A key's slot is found by open
 addressing from its digest, at most PROBES slots on: an expired counter's slot is reused by the
 next key that needs one (its digest stays, so the keys stored past it are still found), and a
 never-used slot ends a search. Should every slot within reach hold a live counter (more than a
@@ -44,9 +46,10 @@ BOOT_ID = "/proc/sys/kernel/random/boot_id"
 _DIGEST = 16
 _VALUE = struct.Struct("<qd")  # hits, expires_at: after the digest
 _SLOT = _DIGEST + _VALUE.size
-_SIZE = SLOTS * _SLOT
 _MASK = SLOTS - 1
 _NEVER_USED = bytes(_DIGEST)
+_HEADER = 32  # the salt, then padding: the slots follow
+_SIZE = _HEADER + SLOTS * _SLOT
 
 # What processes forked from this one inherited: kept referenced, so never closed in a child.
 _inherited: list["_Table"] = []
@@ -93,8 +96,8 @@ def _forget_other_boots(root: str, boot: str) -> None:
             shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
 
 
-def _digest(key: str) -> bytes:
-    return hashlib.blake2b(key.encode(), digest_size=_DIGEST).digest()
+def _digest(key: str, salt: bytes) -> bytes:
+    return hashlib.blake2b(key.encode(), digest_size=_DIGEST, key=salt).digest()
 
 
 class _Table:
@@ -110,6 +113,16 @@ class _Table:
             os.close(self.fd)
             raise
         self.lock = threading.Lock()
+        self.acquire()
+        try:
+            if self.map[:_DIGEST] == _NEVER_USED:  # a new file: its opener draws the salt
+                self.map[:_DIGEST] = os.urandom(_DIGEST)
+            self.salt = bytes(self.map[:_DIGEST])
+        finally:
+            self.release()
+
+    def digest(self, key: str) -> bytes:
+        return _digest(key, self.salt)
 
     def acquire(self) -> None:
         self.lock.acquire()
@@ -131,7 +144,7 @@ class _Table:
         reusable = -1
         soonest, soonest_expiry = -1, float("inf")
         for step in range(PROBES):
-            offset = ((home + step) & _MASK) * _SLOT
+            offset = _HEADER + ((home + step) & _MASK) * _SLOT
             stored = table[offset : offset + _DIGEST]
             if stored == digest:
                 hits, expires_at = _VALUE.unpack_from(table, offset + _DIGEST)
@@ -155,7 +168,7 @@ class _Table:
     def slots(self):
         """(digest, hits, expires_at) of every slot ever used. Called with the lock held."""
         table = self.map
-        for offset in range(0, _SIZE, _SLOT):
+        for offset in range(_HEADER, _SIZE, _SLOT):
             digest = table[offset : offset + _DIGEST]
             if digest != _NEVER_USED:
                 yield digest, *_VALUE.unpack_from(table, offset + _DIGEST)
@@ -212,9 +225,9 @@ class FileStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindow
         step under the lock."""
         now = time.time()
         previous_key, current_key = self.sliding_window_keys(key, expiry, now)
-        previous_digest, current_digest = _digest(previous_key), _digest(current_key)
         previous_ttl, current_ttl = _window_ttls(now, expiry)
         table = self.table()
+        previous_digest, current_digest = table.digest(previous_key), table.digest(current_key)
         table.acquire()
         try:
             previous = table.find(previous_digest, now)[1]
@@ -241,9 +254,10 @@ class FileStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindow
         now = time.time()
         previous_key, current_key = self.sliding_window_keys(key, expiry, now)
         previous_ttl, current_ttl = _window_ttls(now, expiry)
+        table = self.table()
         previous, current = (
-            self._hits(_digest(previous_key), now),
-            self._hits(_digest(current_key), now),
+            self._hits(table.digest(previous_key), now),
+            self._hits(table.digest(current_key), now),
         )
         return previous, previous_ttl if previous else 0.0, current, current_ttl
 
@@ -263,8 +277,8 @@ class FileStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindow
             table.release()
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        now, digest = time.time(), _digest(key)
-        table = self.table()
+        now, table = time.time(), self.table()
+        digest = table.digest(key)
         table.acquire()
         try:
             offset, hits, expires_at = table.find(digest, now)
@@ -274,16 +288,16 @@ class FileStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindow
         return hits + amount
 
     def get(self, key: str) -> int:
-        return self._hits(_digest(key), time.time())
+        return self._hits(self.table().digest(key), time.time())
 
     def get_expiry(self, key: str) -> float:
         now = time.time()
-        _, hits, expires_at = self._read(_digest(key), now)
+        _, hits, expires_at = self._read(self.table().digest(key), now)
         return expires_at if expires_at else now
 
     def clear(self, key: str) -> None:
-        digest = _digest(key)
         table = self.table()
+        digest = table.digest(key)
         table.acquire()
         try:
             offset, hits, _ = table.find(digest, time.time())
@@ -308,7 +322,7 @@ class FileStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindow
         table.acquire()
         try:
             live = sum(expires_at > now for _, _, expires_at in table.slots())
-            table.map[:] = bytes(_SIZE)
+            table.map[_HEADER:] = bytes(_SIZE - _HEADER)  # the salt stays
         finally:
             table.release()
         return live

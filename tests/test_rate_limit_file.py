@@ -17,9 +17,9 @@ THREADS_PER_PROCESS = 6
 HITS_PER_THREAD = 6
 
 
-def _same_home(key: str) -> bytes:
+def _same_home(key: str, salt: bytes) -> bytes:
     """Digests that all start at one slot, so that every key probes past the others."""
-    return bytes(8) + hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return bytes(8) + hashlib.blake2b(key.encode(), digest_size=8, key=salt).digest()
 
 
 def test_keys_that_share_a_slot_keep_their_own_counts(tmp_path, monkeypatch):
@@ -98,3 +98,19 @@ def test_threads_of_processes_admit_the_limit_each_with_its_own_remaining(tmp_pa
     for hits in threads:
         seen = [remaining for _, remaining in hits]
         assert seen == sorted(seen, reverse=True), seen
+
+
+def test_each_table_salts_its_digests_so_no_one_can_aim_keys_at_a_slot(tmp_path):
+    """Keys whose slots an outsider could compute would let them crowd a victim's counter
+    out of its reach (say, an account's log-in limit) with counters of their own: a table's
+    digests are keyed with its own random salt, which every opener of the file shares."""
+    one, again = FileStorage(str(tmp_path / "one")), FileStorage(str(tmp_path / "one"))
+    other = FileStorage(str(tmp_path / "other"))
+    one.incr("login/ada@example.com", 60)
+    assert again.get("login/ada@example.com") == 1  # one salt for all who map the file
+    salted = one.table().digest("login/ada@example.com")
+    assert salted == again.table().digest("login/ada@example.com")
+    assert salted != other.table().digest("login/ada@example.com")
+    assert salted != hashlib.blake2b(b"login/ada@example.com", digest_size=16).digest()
+    one.reset()
+    assert again.table().digest("login/ada@example.com") == salted  # a reset keeps the salt
