@@ -1,6 +1,7 @@
 """What many test modules share: the test password, the calls that register, log in and page
 through a data listing, bearer headers, and the problem+json checks."""
 
+import threading
 import uuid
 
 API = "/api/v1"
@@ -72,3 +73,22 @@ def assert_unauthorized(response) -> dict:
     body = assert_problem(response, 401)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     return body
+
+
+def count_from_threads(tier, limit, identifiers: tuple, start, threads: int, hits: int) -> list:
+    """`threads` threads of this process count one key at once, `hits` times each, once
+    `start` (a multiprocessing Event) is set: each thread's (allowed, remaining), in order."""
+    outcomes: list[list[tuple[bool, int]]] = [[] for _ in range(threads)]
+
+    def run(mine: list) -> None:
+        start.wait(timeout=30)
+        for _ in range(hits):
+            window = tier.count(limit, identifiers)
+            mine.append((window.allowed, window.remaining))
+
+    running = [threading.Thread(target=run, args=(mine,)) for mine in outcomes]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join(timeout=60)
+    return outcomes

@@ -4,11 +4,11 @@ reset times as limits' own sliding-window strategy (`hit`, then `get_window_stat
 import multiprocessing
 import os
 import random
-import threading
 import time
 import uuid
 
 import pytest
+from helpers import count_from_threads
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
@@ -78,19 +78,9 @@ def _hit_from_threads(limit_text: str, identifiers: tuple, start, results) -> No
     (and Redis connections) of this process's own; puts each thread's (allowed, remaining)."""
     storage = storage_from_string(TEST_REDIS_URL, socket_connect_timeout=5, socket_timeout=5)
     tier, limit = Tier("Redis", storage), parse(limit_text)
-    outcomes: list[list[tuple[bool, int]]] = [[] for _ in range(THREADS_PER_PROCESS)]
-
-    def run(mine: list) -> None:
-        start.wait(timeout=30)
-        for _ in range(HITS_PER_THREAD):
-            window = tier.count(limit, identifiers)
-            mine.append((window.allowed, window.remaining))
-
-    threads = [threading.Thread(target=run, args=(mine,)) for mine in outcomes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    outcomes = count_from_threads(
+        tier, limit, identifiers, start, THREADS_PER_PROCESS, HITS_PER_THREAD
+    )
     results.put(outcomes)
 
 

@@ -3,10 +3,10 @@ shared by the threads of every process that maps it."""
 
 import hashlib
 import multiprocessing
-import threading
 import time
 
 import pytest
+from helpers import count_from_threads
 from limits import parse
 
 from api import counters
@@ -60,19 +60,9 @@ def test_a_full_reach_of_slots_gives_up_the_counter_that_expires_first(tmp_path,
 def _hit_from_threads(path: str, start, results) -> None:
     """In a forked child: threads count one key at once; puts each thread's answers."""
     tier, limit = Tier("file", FileStorage(path)), parse("20/day")
-    outcomes: list[list[tuple[bool, int]]] = [[] for _ in range(THREADS_PER_PROCESS)]
-
-    def run(mine: list) -> None:
-        start.wait(timeout=30)
-        for _ in range(HITS_PER_THREAD):
-            window = tier.count(limit, ("test", "api", "one-key"))
-            mine.append((window.allowed, window.remaining))
-
-    threads = [threading.Thread(target=run, args=(mine,)) for mine in outcomes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    outcomes = count_from_threads(
+        tier, limit, ("test", "api", "one-key"), start, THREADS_PER_PROCESS, HITS_PER_THREAD
+    )
     results.put(outcomes)
 
 
