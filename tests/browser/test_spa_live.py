@@ -20,6 +20,9 @@ from spa_page import (
 pytestmark = pytest.mark.browser
 
 RELOADED = "The list was reloaded: the live updates could not resume where they stopped."
+# A fresh ticket, a new stream and the list's reload after a restart: three round trips to a
+# gunicorn that has just started, which a busy CI machine has stretched past the page timeout.
+RESUME_TIMEOUT_MS = 45_000
 
 
 @pytest.fixture
@@ -56,6 +59,10 @@ def list_loads(page) -> list[str]:
 
 def is_list_load(method: str, url: str) -> bool:
     return method == "GET" and urlsplit(url).path == "/api/v1/data/notes"
+
+
+def list_load(response) -> bool:
+    return is_list_load(response.request.method, response.url)
 
 
 def is_stream(request) -> bool:
@@ -198,7 +205,7 @@ def test_spa_resumes_its_stream_after_a_drop_with_what_it_missed(
     held = drop_and_hold(page, coffer)
     add("While away")
     expect(titles).to_have_count(0)  # the page is offline: not yet
-    with page.expect_response(lambda r: is_list_load(r.request.method, r.url)):
+    with page.expect_response(list_load, timeout=RESUME_TIMEOUT_MS):
         release(page, held)
     expect(titles).to_have_text(["While away"])
     expect(page.locator("#live")).to_have_text("Live")
@@ -247,7 +254,7 @@ def test_spa_reloads_its_list_when_the_stream_cannot_resume(
     status, _, _ = coffer.request("DELETE", f"/api/v1/data/notes/{first['id']}", token=token)
     assert status == 204
 
-    with page.expect_response(lambda r: is_list_load(r.request.method, r.url)):
+    with page.expect_response(list_load, timeout=RESUME_TIMEOUT_MS):
         release(page, held)
     expect(page.locator("#status")).to_have_text(RELOADED)
     expect(titles).to_have_text(["While away"])
