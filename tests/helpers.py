@@ -1,6 +1,7 @@
 """What many test modules share: the test password, the calls that register, log in and page
 through a data listing, bearer headers, and the problem+json checks."""
 
+import multiprocessing
 import threading
 import uuid
 
@@ -75,20 +76,38 @@ def assert_unauthorized(response) -> dict:
     return body
 
 
-def count_from_threads(tier, limit, identifiers: tuple, start, threads: int, hits: int) -> list:
-    """`threads` threads of this process count one key at once, `hits` times each, once
-    `start` (a multiprocessing Event) is set: each thread's (allowed, remaining), in order."""
-    outcomes: list[list[tuple[bool, int]]] = [[] for _ in range(threads)]
+def count_in_processes(
+    make_tier, limit, identifiers: tuple, processes: int, threads: int, hits: int
+):
+    """`processes` forked processes, each with `threads` threads, count one key at once, `hits`
+    times each thread, all starting together; each process counts through the tier that
+    `make_tier()` builds in it (its own storage and connections). Every thread's
+    (allowed, remaining) answers, in order."""
+    forked = multiprocessing.get_context("fork")
+    start, results = forked.Barrier(processes * threads), forked.Queue()
 
-    def run(mine: list) -> None:
-        start.wait(timeout=30)
-        for _ in range(hits):
-            window = tier.count(limit, identifiers)
-            mine.append((window.allowed, window.remaining))
+    def child() -> None:
+        tier = make_tier()
+        outcomes: list[list[tuple[bool, int]]] = [[] for _ in range(threads)]
 
-    running = [threading.Thread(target=run, args=(mine,)) for mine in outcomes]
-    for thread in running:
-        thread.start()
-    for thread in running:
-        thread.join(timeout=60)
-    return outcomes
+        def run(mine: list) -> None:
+            start.wait(timeout=30)
+            for _ in range(hits):
+                window = tier.count(limit, identifiers)
+                mine.append((window.allowed, window.remaining))
+
+        running = [threading.Thread(target=run, args=(mine,)) for mine in outcomes]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join(timeout=60)
+        results.put(outcomes)
+
+    children = [forked.Process(target=child) for _ in range(processes)]
+    for process in children:
+        process.start()
+    answers = [thread for _ in children for thread in results.get(timeout=90)]
+    for process in children:
+        process.join(timeout=10)
+        assert process.exitcode == 0
+    return answers

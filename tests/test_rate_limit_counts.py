@@ -1,14 +1,13 @@
 """A count takes the hit and reads the window in one step: the same answers, remaining hits and
 reset times as limits' own sliding-window strategy (`hit`, then `get_window_stats`)."""
 
-import multiprocessing
 import os
 import random
 import time
 import uuid
 
 import pytest
-from helpers import count_from_threads
+from helpers import count_in_processes
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
@@ -73,17 +72,6 @@ THREADS_PER_PROCESS = 6
 HITS_PER_THREAD = 6
 
 
-def _hit_from_threads(limit_text: str, identifiers: tuple, start, results) -> None:
-    """In a forked child: THREADS_PER_PROCESS threads count one key at once, with a storage
-    (and Redis connections) of this process's own; puts each thread's (allowed, remaining)."""
-    storage = storage_from_string(TEST_REDIS_URL, socket_connect_timeout=5, socket_timeout=5)
-    tier, limit = Tier("Redis", storage), parse(limit_text)
-    outcomes = count_from_threads(
-        tier, limit, identifiers, start, THREADS_PER_PROCESS, HITS_PER_THREAD
-    )
-    results.put(outcomes)
-
-
 @pytest.mark.skipif(not TEST_REDIS_URL, reason="needs Redis (TEST_REDIS_URL)")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_concurrent_counts_in_redis_admit_the_limit_each_with_its_own_remaining():
@@ -92,18 +80,14 @@ def test_concurrent_counts_in_redis_admit_the_limit_each_with_its_own_remaining(
     values, falling in every thread), never another hit's."""
     limit_text, processes = "20/day", 2  # a day: no run crosses into the next window
     identifiers = ("coffer-test", "api", uuid.uuid4().hex)
-    forked = multiprocessing.get_context("fork")
-    start, results = forked.Barrier(processes * THREADS_PER_PROCESS), forked.Queue()
-    children = [
-        forked.Process(target=_hit_from_threads, args=(limit_text, identifiers, start, results))
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    threads = [thread for _ in children for thread in results.get(timeout=90)]
-    for child in children:
-        child.join(timeout=10)
-        assert child.exitcode == 0
+
+    def redis_tier() -> Tier:
+        storage = storage_from_string(TEST_REDIS_URL, socket_connect_timeout=5, socket_timeout=5)
+        return Tier("Redis", storage)
+
+    threads = count_in_processes(
+        redis_tier, parse(limit_text), identifiers, processes, THREADS_PER_PROCESS, HITS_PER_THREAD
+    )
     try:
         assert all(len(hits) == HITS_PER_THREAD for hits in threads)
         admitted = [remaining for hits in threads for allowed, remaining in hits if allowed]

@@ -2,11 +2,10 @@
 shared by the threads of every process that maps it."""
 
 import hashlib
-import multiprocessing
 import time
 
 import pytest
-from helpers import count_from_threads
+from helpers import count_in_processes
 from limits import parse
 
 from api import counters
@@ -57,32 +56,20 @@ def test_a_full_reach_of_slots_gives_up_the_counter_that_expires_first(tmp_path,
     assert storage.reset() == PROBES and storage.live() == 0
 
 
-def _hit_from_threads(path: str, start, results) -> None:
-    """In a forked child: threads count one key at once; puts each thread's answers."""
-    tier, limit = Tier("file", FileStorage(path)), parse("20/day")
-    outcomes = count_from_threads(
-        tier, limit, ("test", "api", "one-key"), start, THREADS_PER_PROCESS, HITS_PER_THREAD
-    )
-    results.put(outcomes)
-
-
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_threads_of_processes_admit_the_limit_each_with_its_own_remaining(tmp_path):
     """12 threads in 2 processes, 36 hits for a limit of 20: exactly 20 admitted, each seeing
     the window as it left it (20 distinct Remaining values, falling in every thread)."""
     path = str(tmp_path / "counters")
     FileStorage(path).check()  # the parent maps the file before the fork
-    forked = multiprocessing.get_context("fork")
-    start, results = forked.Barrier(2 * THREADS_PER_PROCESS), forked.Queue()
-    children = [
-        forked.Process(target=_hit_from_threads, args=(path, start, results)) for _ in range(2)
-    ]
-    for child in children:
-        child.start()
-    threads = [thread for _ in children for thread in results.get(timeout=90)]
-    for child in children:
-        child.join(timeout=10)
-        assert child.exitcode == 0
+    threads = count_in_processes(
+        lambda: Tier("file", FileStorage(path)),
+        parse("20/day"),
+        ("test", "api", "one-key"),
+        2,
+        THREADS_PER_PROCESS,
+        HITS_PER_THREAD,
+    )
     admitted = [remaining for hits in threads for allowed, remaining in hits if allowed]
     assert sorted(admitted) == list(range(20)), threads
     for hits in threads:
