@@ -229,7 +229,8 @@ def test_sqlite_uuids_and_datetimes_read_as_the_types_read_them():
         own = type_.dialect_impl(dialect).result_processor(dialect, None)
         fast = _result_processor(type_, dialect)
         for value in values:
-            assert fast(value) == own(value) and type(fast(value)) is type(own(value)), value
+            # The same value; of a subclass that formats itself faster (tests/test_stored_values.py)
+            assert fast(value) == own(value) and isinstance(fast(value), type(own(value))), value
             if isinstance(own(value), uuid.UUID):
                 assert (str(fast(value)), hash(fast(value))) == (str(found), hash(found))
             if hasattr(own(value), "tzinfo"):

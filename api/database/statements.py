@@ -4,7 +4,7 @@ connection (`Statement`)."""
 import functools
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -65,6 +65,7 @@ def _fetch(dbapi_connection, sql: str, params) -> list[tuple]:
 _EXPANDING = object()
 _new, _setattr = object.__new__, object.__setattr__
 _SQLITE_DATETIME_LENGTH = len("2026-01-02 03:04:05.000006")  # SQLAlchemy's SQLite format
+_NAIVE = datetime(2000, 1, 1)
 
 
 def _result_processor(type_: sa.types.TypeEngine, dialect: Dialect) -> Callable | None:
@@ -83,16 +84,60 @@ def _result_processor(type_: sa.types.TypeEngine, dialect: Dialect) -> Callable 
             if decorator
             else None
         )
+        if after is not None and after(_NAIVE).tzinfo is UTC:  # stored naive, read as UTC
+            return functools.partial(_sqlite_utc_datetime, process)
         return functools.partial(_sqlite_datetime, process, after)
     return process
+
+
+class StoredUUID(uuid.UUID):
+    """A UUID read from the 32 hex digits SQLite stores, with its text made from them once.
+
+    A list answers each record's ids as text: made from the digits, that text costs a slice,
+    where `str(UUID)` formats the integer again. It is a UUID in every other way."""
+
+    __slots__ = ("_text",)
+
+    def __str__(self) -> str:
+        try:
+            return self._text
+        except AttributeError:  # made some other way than by the reader (a copy, say)
+            return super().__str__()
+
+
+class StoredDateTime(datetime):
+    """A UTC datetime read from the text SQLite stores, with its ISO form to the millisecond
+    (what the API answers) made from that text once: a slice, where `isoformat` formats every
+    field again. It is an aware datetime in every other way; what `replace` or arithmetic
+    makes of it formats itself."""
+
+    _iso_ms: str | None = None
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        text = self._iso_ms
+        if text is not None and sep == "T" and timespec == "milliseconds":
+            return text
+        return super().isoformat(sep, timespec)
 
 
 def _sqlite_uuid(process: Callable, value):
     if value is None or len(value) != 32:
         return process(value)
-    found = _new(uuid.UUID)  # uuid.UUID(hex=value), without its parsing of other forms
-    _setattr(found, "int", int(value, 16))
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return process(value)
+    if len(raw) != 16:  # fromhex skips spaces
+        return process(value)
+    digits = value.lower()
+    found = _new(StoredUUID)  # uuid.UUID(hex=value), without its parsing of other forms
+    _setattr(found, "int", int.from_bytes(raw))
     _setattr(found, "is_safe", uuid.SafeUUID.unknown)
+    _setattr(
+        found,
+        "_text",
+        f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}",
+    )
     return found
 
 
@@ -101,6 +146,15 @@ def _sqlite_datetime(process: Callable, after: Callable | None, value):
         return process(value)
     found = datetime.fromisoformat(value)
     return found if after is None else after(found)
+
+
+def _sqlite_utc_datetime(process: Callable, value):
+    """A datetime that its type reads as UTC, as a StoredDateTime."""
+    if value is None or len(value) != _SQLITE_DATETIME_LENGTH or value[10] != " ":
+        return process(value)
+    found = StoredDateTime.fromisoformat(value + "+00:00")
+    found._iso_ms = f"{value[:10]}T{value[11:23]}+00:00"
+    return found
 
 
 def _compile(stmt: sa.Select, dialect: Dialect):

@@ -1,0 +1,98 @@
+"""The UUIDs and datetimes that SQLite's row readers make (api/database/statements.py) carry
+their text, made from what is stored: it must be exactly the text the plain types make."""
+
+import copy
+import pickle
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
+
+from api.database.statements import StoredDateTime, StoredUUID, _result_processor
+from api.models import UTCDateTime
+from schemas.common import format_timestamp
+from schemas.data import record_public
+
+DIALECT = sqlite.dialect()
+READ_UUID = _result_processor(sa.Uuid(), DIALECT)
+READ_TIME = _result_processor(UTCDateTime(), DIALECT)
+OWN_UUID = sa.Uuid().dialect_impl(DIALECT).result_processor(DIALECT, None)
+OWN_TIME = UTCDateTime().dialect_impl(DIALECT).result_processor(DIALECT, None)
+TIMESPECS = ("auto", "hours", "minutes", "seconds", "milliseconds", "microseconds")
+
+moments = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31))
+
+
+def stored(moment: datetime) -> str:
+    """What SQLAlchemy writes to SQLite for a datetime (always six digits of microseconds)."""
+    return sa.DateTime().dialect_impl(DIALECT).bind_processor(DIALECT)(moment)
+
+
+@given(st.uuids(), st.booleans())
+def test_a_stored_uuid_is_the_uuid_and_its_text(found, upper):
+    digits = found.hex.upper() if upper else found.hex
+    read = READ_UUID(digits)
+    assert isinstance(read, StoredUUID) and read == found == OWN_UUID(digits)
+    assert str(read) == str(found) and hash(read) == hash(found)
+    assert (read.hex, read.bytes, read.version) == (found.hex, found.bytes, found.version)
+    for other in (copy.copy(read), pickle.loads(pickle.dumps(read))):
+        assert other == found and str(other) == str(found)
+
+
+def test_other_stored_forms_of_a_uuid_are_read_by_the_type_itself():
+    found = uuid.uuid4()
+    assert type(READ_UUID(str(found))) is uuid.UUID and READ_UUID(str(found)) == found
+    assert READ_UUID(None) is None
+    spaced = " ".join(found.hex[i : i + 2] for i in range(0, 32, 2))[:32]  # fromhex skips spaces
+    for odd in (spaced, "0x" + found.hex[2:], "1_" + found.hex[2:]):
+        try:
+            expected = OWN_UUID(odd)
+        except ValueError:
+            expected = ValueError
+        try:
+            got = READ_UUID(odd)
+        except ValueError:
+            got = ValueError
+        assert got == expected and (got is ValueError or str(got) == str(expected)), odd
+
+
+@given(moments)
+def test_a_stored_datetime_is_the_datetime_and_formats_alike(moment):
+    text = stored(moment)
+    read, own = READ_TIME(text), OWN_TIME(text)
+    assert isinstance(read, StoredDateTime) and read == own and read.tzinfo is UTC
+    assert format_timestamp(read) == format_timestamp(own)
+    for timespec in TIMESPECS:
+        for sep in ("T", " "):
+            assert read.isoformat(sep, timespec) == own.isoformat(sep, timespec)
+    assert str(read) == str(own) and read.timestamp() == own.timestamp()
+    # What is made from it formats itself, not as the value it came from.
+    later = read + timedelta(milliseconds=1)
+    assert format_timestamp(later) == format_timestamp(own + timedelta(milliseconds=1))
+    moved = read.replace(year=2001)
+    assert format_timestamp(moved) == format_timestamp(own.replace(year=2001))
+    for other in (copy.copy(read), pickle.loads(pickle.dumps(read))):
+        assert other == own and format_timestamp(other) == format_timestamp(own)
+
+
+@given(st.uuids(), st.uuids(), moments, moments)
+def test_a_record_read_from_sqlite_dumps_as_the_plain_record(record_id, owner, created, updated):
+    made = {"collection": "c", "data": {"a": 1}, "version": 1, "access": "owner"}
+    plain = {
+        **made,
+        "id": record_id,
+        "owner_id": owner,
+        "created_at": OWN_TIME(stored(created)),
+        "updated_at": OWN_TIME(stored(updated)),
+    }
+    read = {
+        **made,
+        "id": READ_UUID(record_id.hex),
+        "owner_id": READ_UUID(owner.hex),
+        "created_at": READ_TIME(stored(created)),
+        "updated_at": READ_TIME(stored(updated)),
+    }
+    assert record_public.dump(read) == record_public.dump(plain)
