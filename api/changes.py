@@ -87,6 +87,28 @@ def deleted(before: Mapping, readers: Iterable[uuid.UUID] = ()) -> dict:
     return entry
 
 
+def logging_creations(inserted: sa.CTE) -> sa.Insert:
+    """PostgreSQL: the INSERT that logs the creation of each record that `inserted` (an INSERT
+    … RETURNING, as a CTE) inserts, in the same statement: what `created` makes of a record,
+    in SQL; `occurred_at` is a parameter."""
+    new = inserted.c
+    entry = {
+        "kind": sa.literal("created", _c.kind.type),
+        "collection": new.collection,
+        "record_id": new.id,
+        "owner_id": new.owner_id,
+        "version": new.version,
+        "data": new.data,
+        "previous": sa.null(),
+        "created_at": new.created_at,
+        "updated_at": new.updated_at,
+        "previous_updated_at": sa.null(),
+        "occurred_at": sa.bindparam("occurred_at", type_=_c.occurred_at.type),
+        "readers": sa.null(),
+    }
+    return sa.insert(_changes).from_select(list(entry), sa.select(*entry.values()))
+
+
 def _entry(kind: str, record: Mapping, **values) -> dict:
     return {
         "kind": kind,

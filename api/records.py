@@ -25,7 +25,6 @@ from api.record_rules import check_record_size
 PATCH_ATTEMPTS = 8  # compare-and-swap rounds before a PATCH without If-Match gives up (409)
 _records = Record.__table__
 _c = _records.c
-_INSERT = sa.insert(_records)
 _OWNER = sa.bindparam("owner_id", type_=sa.Uuid())  # an admin's ?owner_id=
 _COLLECTION = sa.bindparam("collection")
 _LIMIT = sa.bindparam("limit")
@@ -161,9 +160,8 @@ def collections(caller, *, scope: str, owner_id: uuid.UUID | None = None) -> lis
 
 def create(caller, collection: str, data: dict) -> dict:
     """Insert a record and return it as stored (no read back: every value is made here);
-    Forbidden when the collection's policy lets only admins and services create."""
-    if caller.role == "user" and policies.creators(collection) == "admins":
-        raise Forbidden("Only admins and services create records in this collection.")
+    Forbidden when the collection's policy lets only admins and services create. A user's
+    INSERT carries the policy as its condition, so no statement reads it before."""
     now = utcnow()
     record = {
         "id": uuid7(),
@@ -174,10 +172,43 @@ def create(caller, collection: str, data: dict) -> dict:
         "created_at": now,
         "updated_at": now,
     }
-    with database.transaction(database.connection()) as conn:
-        conn.execute(_INSERT, record)
-        _commit(conn, [changes.created(record)])
+    guarded = caller.role == "user"
+    conn = database.connection()
+    if conn.dialect.name == "postgresql":
+        # In AUTOCOMMIT one statement is its own transaction: the record and its change, in
+        # one round trip where BEGIN, the policy, two INSERTs and COMMIT took five.
+        params = {**record, "occurred_at": now}
+        written = conn.execute(_inserting_logged(guarded), params).rowcount
+    else:
+        with database.transaction(conn) as conn:
+            written = conn.execute(_inserting(guarded), record).rowcount
+            if written:
+                feed.log(conn, [changes.created(record)])
+                conn.commit()
+    if not written:
+        raise Forbidden("Only admins and services create records in this collection.")
+    feed.announce()
     return {**record, "access": "owner"}
+
+
+@functools.cache
+def _inserting(guarded: bool) -> sa.Insert:
+    """The INSERT of a new record from its parameters; `guarded`: only where the collection's
+    policy lets users create (nothing is inserted elsewhere)."""
+    binds = {column.name: sa.bindparam(column.name, type_=column.type) for column in _c}
+    values = sa.select(*binds.values())
+    if guarded:
+        values = values.where(policies.open_to_users(binds["collection"]))
+    inserting = sa.insert(_records).from_select(list(binds), values)
+    return inserting.execution_options(preserve_rowcount=True)  # an INSERT's isn't kept
+
+
+@functools.cache
+def _inserting_logged(guarded: bool) -> sa.Insert:
+    """PostgreSQL: `_inserting`, and the change it makes, in one statement."""
+    inserted = _inserting(guarded).returning(*_records.c).cte("inserted")
+    logging = changes.logging_creations(inserted).add_cte(inserted)
+    return logging.execution_options(preserve_rowcount=True)
 
 
 def _commit(conn, logged: list[dict]) -> None:
