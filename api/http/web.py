@@ -26,6 +26,9 @@ MAX_URI_BYTES = 8190
 # answers its in-flight requests 500 with their ids.
 REQUEST_ID_ENVIRON = "coffer.request_id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+# A Location that Werkzeug's iri_to_uri gives back as it is: a path, or an http(s) URL, of
+# unreserved characters only (Coffer's: /api/v1/data/<collection>/<id>).
+_PLAIN_LOCATION = re.compile(r"(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?)?/[A-Za-z0-9._~/-]*")
 _SPEC_PATHS = frozenset({f"{V1}/openapi.json", f"{V1}/openapi.yaml"})
 _CSP = "default-src 'none'; frame-ancestors 'none'"
 _PRIVATE_NETWORK = "HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"
@@ -260,7 +263,9 @@ class _Response(Response):
     """Flask's Response, with the copy of its headers for the server made without checking
     each header anew (Werkzeug's own copy adds them one by one, each value checked for line
     breaks, which it was when it was set), for the responses whose headers Werkzeug would
-    send as they are plus a Content-Length: not 1xx, 204 or 304, no Location."""
+    send as they are plus a Content-Length: not 1xx, 204 or 304, and a Location or
+    Content-Location only when it is plain (Werkzeug would quote nothing of it: a created
+    record's Location is, and went through iri_to_uri and a second copy of the headers)."""
 
     def get_wsgi_headers(self, environ) -> Headers:
         status = self.status_code
@@ -273,7 +278,8 @@ class _Response(Response):
             if lowered == "content-length":
                 content_length = value
             elif lowered in ("location", "content-location"):
-                return super().get_wsgi_headers(environ)
+                if not _PLAIN_LOCATION.fullmatch(value):
+                    return super().get_wsgi_headers(environ)
         headers = Headers()
         headers._list = items.copy()
         if content_length is None and self.automatically_set_content_length and self.is_sequence:
