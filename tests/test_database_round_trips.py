@@ -439,3 +439,23 @@ def test_a_write_that_finds_its_connection_closed_is_not_run_again(app, client, 
     assert response.headers["Content-Type"] == "application/problem+json"
     listed = client.get(f"{API}/data/notes", headers=user.headers)
     assert listed.status_code == 200 and listed.get_json()["items"] == []
+
+
+def test_a_wake_up_of_the_other_processes_is_one_round_trip(app, relay, database_url):
+    """The hub's NOTIFY after a commit: one statement, its own transaction, and it arrives."""
+    import psycopg
+
+    from api.feed.fanout import Fanout
+
+    with app.app_context():
+        feed = app.extensions["coffer_feed"]
+        fanout = Fanout(feed.fanout, feed.channel, None, db.engine)
+        conninfo = sa.make_url(database_url).set(drivername="postgresql")
+        with psycopg.connect(conninfo.render_as_string(hide_password=False)) as listening:
+            listening.autocommit = True
+            listening.execute(f'LISTEN "{feed.channel}"')
+            fanout.announce(os.getpid())  # the first: a connection opens
+            wire = counted(relay, lambda: fanout.announce(os.getpid()))
+            heard = list(listening.notifies(timeout=2.0, stop_after=2))
+    assert wire.round_trips == 1 and simple_queries(wire) == [], wire.messages
+    assert [n.channel for n in heard] == [feed.channel] * 2

@@ -20,6 +20,10 @@ MAX_BACKOFF = 8.0  # seconds between reconnections of a failed listener or publi
 REDIS, POSTGRES, LOCAL = "redis", "postgres", "local"
 
 _log = logging.getLogger("api.feed")
+_NOTIFY = sa.select(
+    sa.func.set_config("synchronous_commit", "off", True),  # this transaction only
+    sa.func.pg_notify(sa.bindparam("channel"), ""),
+)
 
 
 def channel_of(url: str) -> str:
@@ -68,11 +72,11 @@ class Fanout:
     def _notify_postgres(self) -> None:
         """NOTIFY in a transaction of its own, after the commits it announces, and not made
         durable: a NOTIFY serialises the commits that send one until they are flushed (its
-        queue lock), and a lost wake-up is caught up by the next poll anyway."""
+        queue lock), and a lost wake-up is caught up by the next poll anyway. One statement in
+        AUTOCOMMIT, one round trip: set_config(…, true) holds for its own transaction."""
         with self.engine.connect() as conn:
-            conn.execute(sa.text("SET LOCAL synchronous_commit TO off"))
-            conn.execute(sa.select(sa.func.pg_notify(self.channel, "")))
-            conn.commit()
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(_NOTIFY, {"channel": self.channel})
 
     def listener(self) -> Callable[[Callable[[], None], threading.Event], None] | None:
         """What a hub runs in a thread of its own to be woken by the others; None on SQLite."""
