@@ -33,23 +33,12 @@ def require_reader(caller, name: str) -> None:
         raise Unauthenticated("Authentication is required.", reason=None)
 
 
-_CREATORS = database.Statement(
-    sa.select(_policies.c.create).where(_policies.c.name == sa.bindparam("name"))
-)
-
-
 def open_to_users(collection: sa.ColumnElement) -> sa.ColumnElement:
     """SQL, true where users may create records in `collection` (the stored policy's `create`,
     or the default): the condition of a user's INSERT, so that the statement that writes the
     record is the one that reads the policy."""
     stored = sa.select(_policies.c.create).where(_policies.c.name == collection)
     return sa.func.coalesce(stored.scalar_subquery(), DEFAULT_CREATE) == "users"
-
-
-def creators(name: str) -> str:
-    """Who may create records in the collection: "users" or "admins"."""
-    row = _CREATORS.first({"name": name})
-    return row["create"] if row else DEFAULT_CREATE
 
 
 def put(name: str, *, read: str, create: str) -> dict:

@@ -5,6 +5,8 @@ import os
 import select
 import sqlite3
 import sys
+import uuid
+from datetime import datetime
 
 import orjson
 from flask import Flask
@@ -26,7 +28,18 @@ def database_url(app: Flask) -> str:
 
 
 def _json_text(value: object) -> str:
-    return orjson.dumps(value).decode()
+    return orjson.dumps(value, default=_json_default).decode()
+
+
+def _json_default(value: object) -> str:
+    """What orjson leaves to its caller that a JSON column may be given: subclasses of UUID
+    and datetime, as SQLite's row readers make them (statements.py), as orjson writes the
+    plain types."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 # JSON columns (records' data) are written and read with orjson rather than the json module.
