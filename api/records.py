@@ -179,6 +179,7 @@ def create(caller, collection: str, data: dict) -> dict:
         # one round trip where BEGIN, the policy, two INSERTs and COMMIT took five.
         params = {**record, "occurred_at": now}
         written = conn.execute(_inserting_logged(guarded), params).rowcount
+        conn.commit()  # nothing to send in AUTOCOMMIT; on any other connection, the commit
     else:
         with database.transaction(conn) as conn:
             written = conn.execute(_inserting(guarded), record).rowcount
