@@ -14,13 +14,16 @@ import socket
 import struct
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC
 
 import pytest
 import sqlalchemy as sa
 from helpers import API
 
+from api import records, tokens
 from api.database import request_connection
 from api.extensions import db
 
@@ -459,3 +462,17 @@ def test_a_wake_up_of_the_other_processes_is_one_round_trip(app, relay, database
             heard = list(listening.notifies(timeout=2.0, stop_after=2))
     assert wire.round_trips == 1 and simple_queries(wire) == [], wire.messages
     assert [n.channel for n in heard] == [feed.channel] * 2
+
+
+def test_timestamps_come_back_in_utc_itself(app, client, user, relay):
+    """The session's TimeZone is UTC, set once per connection: psycopg's timestamps carry
+    datetime.UTC, which format_timestamp takes as it is (no conversion per value)."""
+    created = client.post(f"{API}/data/notes", json={"data": {"n": 1}}, headers=user.headers)
+    with app.test_request_context():
+        caller = tokens.session_caller(uuid.UUID(user.session_id))
+        assert caller.created_at.tzinfo is UTC
+        record = records.find(caller, "notes", created.get_json()["id"])
+        assert record["created_at"].tzinfo is UTC and record["updated_at"].tzinfo is UTC
+        with db.engine.connect() as conn:
+            assert conn.scalar(sa.text("SHOW TimeZone")) == "UTC"
+            assert conn.scalar(sa.select(sa.func.now())).tzinfo is UTC

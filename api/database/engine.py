@@ -82,6 +82,22 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+@event.listens_for(Engine, "connect")
+def _postgres_in_utc(dbapi_connection, _record) -> None:
+    """A PostgreSQL session in UTC, whatever the server's TimeZone: psycopg then reads every
+    timestamp with `datetime.UTC` as its tzinfo (ZoneInfo('Etc/UTC') on a server in Etc/UTC),
+    which the responses format as it is, where any other zone is converted for each value."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(dbapi_connection, psycopg.Connection):
+        return
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        dbapi_connection.execute("SET TIME ZONE 'UTC'")
+    finally:
+        dbapi_connection.autocommit = autocommit
+
+
 @event.listens_for(Pool, "checkout")
 def _closed_by_the_server(dbapi_connection, _record, _proxy) -> None:
     """Refuse a pooled PostgreSQL connection that the server has closed, without a round trip.
