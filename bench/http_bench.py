@@ -213,6 +213,7 @@ def run(name: str, url: str, args) -> None:
         ceiling_url = f"http://127.0.0.1:{ceiling_port}/"
         print(
             f"{'scenario':22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ceiling':>9} {'ratio':>6}"
+            f" {'p99/p50':>7} {'ceiling p50/p99':>16}"
         )
         for label, (url_, script) in scenarios.items():
             rounds = []
@@ -223,10 +224,14 @@ def run(name: str, url: str, args) -> None:
             ratio = statistics.median(g["rps"] / t["rps"] for g, t in rounds)
             got = {k: statistics.median(g[k] for g, _ in rounds) for k in ("rps", "p50", "p99")}
             top = statistics.median(t["rps"] for _, t in rounds)
+            # The ceiling's own latencies: the tail that the machine and the server add to any app.
+            tail = {k: statistics.median(t[k] for _, t in rounds) for k in ("p50", "p99")}
             errors = sum(g["errors"] for g, _ in rounds)
             print(
                 f"{label:22} {got['rps']:9.0f} {got['p50']:8.2f} {got['p99']:8.2f} "
-                f"{top:9.0f} {ratio:6.2f}" + (f"  ({errors} non-2xx!)" if errors else "")
+                f"{top:9.0f} {ratio:6.2f} {got['p99'] / got['p50']:7.1f} "
+                f"{tail['p50']:7.2f}/{tail['p99']:<8.2f}"
+                + (f"  ({errors} non-2xx!)" if errors else "")
             )
         login = wrk(
             f"{base}/sessions",
