@@ -1,5 +1,6 @@
-"""Records in the database: reading, listing, creating and conditional writes, each limited
-to what the caller may read or write (api/visibility.py) by the statement itself.
+"""Records in the database: reading, listing and conditional writes, each limited to what the
+caller may read or write (api/visibility.py) by the statement itself (creating a record is
+api/record_creation.py's).
 
 Every statement is Core, on the request's connection (api/database/): a record is a row,
 read back as a mapping, never an ORM object. Every write logs its change in the same
@@ -15,7 +16,6 @@ from typing import NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
-from uuid6 import uuid7
 
 from api import changes, database, feed, policies, query, visibility
 from api.errors import Conflict, Forbidden, NotFound, PreconditionFailed
@@ -156,60 +156,6 @@ def collections(caller, *, scope: str, owner_id: uuid.UUID | None = None) -> lis
 
 
 # --- writing ---------------------------------------------------------------------------------
-
-
-def create(caller, collection: str, data: dict) -> dict:
-    """Insert a record and return it as stored (no read back: every value is made here);
-    Forbidden when the collection's policy lets only admins and services create. A user's
-    INSERT carries the policy as its condition, so no statement reads it before."""
-    now = utcnow()
-    record = {
-        "id": uuid7(),
-        "collection": collection,
-        "owner_id": caller.id,
-        "data": data,
-        "version": 1,
-        "created_at": now,
-        "updated_at": now,
-    }
-    guarded = caller.role == "user"
-    conn = database.connection()
-    if conn.dialect.name == "postgresql":
-        # In AUTOCOMMIT one statement is its own transaction: the record and its change, in
-        # one round trip where BEGIN, the policy, two INSERTs and COMMIT took five.
-        params = {**record, "occurred_at": now}
-        written = conn.execute(_inserting_logged(guarded), params).rowcount
-        conn.commit()  # nothing to send in AUTOCOMMIT; on any other connection, the commit
-    else:
-        with database.transaction(conn) as conn:
-            written = conn.execute(_inserting(guarded), record).rowcount
-            if written:
-                feed.log(conn, [changes.created(record)])
-                conn.commit()
-    if not written:
-        raise Forbidden("Only admins and services create records in this collection.")
-    feed.announce()
-    return {**record, "access": "owner"}
-
-
-@functools.cache
-def _inserting(guarded: bool) -> sa.Insert:
-    """The INSERT of a new record from its parameters; `guarded`: only where the collection's
-    policy lets users create (nothing is inserted elsewhere)."""
-    binds = {column.name: sa.bindparam(column.name, type_=column.type) for column in _c}
-    values = sa.select(*binds.values())
-    if guarded:
-        values = values.where(policies.open_to_users(binds["collection"]))
-    inserting = sa.insert(_records).from_select(list(binds), values)
-    return inserting.execution_options(preserve_rowcount=True)  # an INSERT's isn't kept
-
-
-@functools.cache
-def _inserting_logged(guarded: bool) -> sa.Insert:
-    """PostgreSQL: `_inserting`, and the change it makes, in one statement."""
-    inserted = _inserting(guarded).returning(*_records.c).cte("inserted")
-    logging = changes.logging_creations(inserted).add_cte(inserted)
-    return logging.execution_options(preserve_rowcount=True)
 
 
 def _commit(conn, logged: list[dict]) -> None:

@@ -14,7 +14,7 @@ from flask import Response, g, request
 from flask_restful import Resource
 from werkzeug.http import quote_etag
 
-from api import query, records
+from api import query, record_creation, records
 from api.errors import Forbidden, InvalidRequest, NotFound
 from api.http.auth import authenticate, authenticate_or_anonymous
 from api.http.idempotency import idempotent
@@ -147,7 +147,7 @@ class Collection(Resource):
     @other_responses({403: "owner_id, or a collection that only admins create in."})
     def post(self, new, collection):
         """Create a record; `Idempotency-Key` makes retries safe."""
-        record = records.create(g.caller, collection, new["data"])
+        record = record_creation.create(g.caller, collection, new["data"])
         return record, {"Location": f"{V1}/data/{collection}/{record['id']}", "ETag": _etag(record)}
 
     @authenticate
