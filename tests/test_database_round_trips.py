@@ -448,11 +448,11 @@ def test_a_wake_up_of_the_other_processes_is_one_round_trip(app, relay, database
     """The hub's NOTIFY after a commit: one statement, its own transaction, and it arrives."""
     import psycopg
 
-    from api.feed.fanout import Fanout
+    from api.feed.fanout import POSTGRES, Fanout
 
     with app.app_context():
         feed = app.extensions["coffer_feed"]
-        fanout = Fanout(feed.fanout, feed.channel, None, db.engine)
+        fanout = Fanout(POSTGRES, feed.channel, None, db.engine)  # NOTIFY, with Redis set or not
         conninfo = sa.make_url(database_url).set(drivername="postgresql")
         with psycopg.connect(conninfo.render_as_string(hide_password=False)) as listening:
             listening.autocommit = True
