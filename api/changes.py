@@ -16,7 +16,8 @@ committed, and drawn the smaller id, before the second draws its own. The hubs o
 feed run the sequencer when a commit wakes them, so positions come within milliseconds of
 the commit; writers never wait for each other (before the sequencer, an advisory lock held
 through every commit capped writes at 99-138 commits/s against 789-911 without it, 16
-writers). SQLite has one writer at a time: a change gets its position in its own transaction.
+writers). SQLite has one writer at a time: a change gets the next position in the INSERT that
+logs it, after the newest one or, in an emptied log, after what pruning removed.
 """
 
 import uuid
@@ -28,6 +29,7 @@ from flask import current_app
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import visitors
 
+from api import database
 from api.extensions import db
 from api.models import Change, ChangeLogState, Record, utcnow
 
@@ -38,10 +40,27 @@ _changes = Change.__table__
 _state = ChangeLogState.__table__
 _records = Record.__table__
 _c = _changes.c
-_INSERT = sa.insert(_changes)
+_INSERT = sa.insert(_changes)  # PostgreSQL: unnumbered, the sequencer numbers them
+# SQLite, in the writer's transaction: each change follows every earlier one (the change log
+# has one writer at a time), numbered as it is inserted, after what pruning left.
+_NEXT_POSITION = (
+    sa.func.coalesce(
+        sa.select(sa.func.max(_c.position)).scalar_subquery(),
+        sa.select(_state.c.pruned_through).where(_state.c.id == 1).scalar_subquery(),
+        0,
+    )
+    + 1
+)
+_INSERT_NUMBERED = _INSERT.values(position=_NEXT_POSITION)
+# One entry, on the DB-API cursor (`append_one`): every column but the id and the position.
+_ENTRY = {
+    c.name: sa.bindparam(c.name, type_=c.type) for c in _c if c.name not in ("id", "position")
+}
+_APPEND_ONE = {
+    "postgresql": database.Write(_INSERT.values(_ENTRY)),
+    "sqlite": database.Write(_INSERT_NUMBERED.values(_ENTRY)),
+}
 _SEQUENCER = sa.select(sa.func.pg_advisory_xact_lock(ADVISORY_LOCK))
-# SQLite, in the writer's transaction: the one writer's changes follow every earlier one.
-_NUMBER_AT_ONCE = sa.update(_changes).where(_c.position.is_(None)).values(position=_c.id)
 _UNNUMBERED = (
     sa.select(_c.id, sa.func.row_number().over(order_by=_c.id).label("n"))
     .where(_c.position.is_(None))
@@ -127,11 +146,14 @@ def _entry(kind: str, record: Mapping, **values) -> dict:
 def append(conn: Connection, entries: list[dict]) -> None:
     """Log `entries` in `conn`'s transaction: on PostgreSQL without a position, which the
     sequencer gives them once committed (`number`); on SQLite with it (see the module doc)."""
-    if not entries:
-        return
-    conn.execute(_INSERT, entries)
-    if conn.dialect.name != "postgresql":
-        conn.execute(_NUMBER_AT_ONCE)
+    if entries:
+        conn.execute(_INSERT if conn.dialect.name == "postgresql" else _INSERT_NUMBERED, entries)
+
+
+def append_one(entry: dict) -> None:
+    """`append` of one entry, run on the DB-API cursor of the request's connection
+    (`database.Write`), inside `database.dbapi_transaction`."""
+    _APPEND_ONE[database.connection().dialect.name].run(entry)
 
 
 def number(conn: Connection) -> int:

@@ -420,23 +420,28 @@ def test_a_read_that_finds_its_connection_closed_is_run_again_on_a_new_one(
 
 
 def test_a_write_that_finds_its_connection_closed_is_not_run_again(app, client, user, terminate):
-    """A statement that may have written is never repeated: the request fails with 503."""
-    with app.app_context():
-        engine = db.engine
+    """A statement that may have written is never repeated: the request fails with 503. The
+    create runs on the DB-API cursor, so the connection is closed from a cursor of its own."""
+    assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
+    dbapi_connection = kept_connection(app)
     closed = []
 
-    def close_before_the_insert(conn, _cursor, statement, *_args):
-        if "INSERT INTO records" in statement and not closed:
-            dbapi_connection = conn.connection.driver_connection
-            closed.append(backend_of(dbapi_connection))
-            terminate(closed[0])
-            wait_closed(dbapi_connection)
+    class ClosingBeforeTheInsert(dbapi_connection.cursor_factory):
+        def execute(self, query, params=None, **kwargs):
+            if "INSERT INTO records" in query and not closed:
+                closed.append(backend_of(dbapi_connection))
+                terminate(closed[0])
+                wait_closed(dbapi_connection)
+            return super().execute(query, params, **kwargs)
 
-    sa.event.listen(engine, "before_cursor_execute", close_before_the_insert)
+    factory, dbapi_connection.cursor_factory = (
+        dbapi_connection.cursor_factory,
+        ClosingBeforeTheInsert,
+    )
     try:
         response = client.post(f"{API}/data/notes", json={"data": {"n": 1}}, headers=user.headers)
     finally:
-        sa.event.remove(engine, "before_cursor_execute", close_before_the_insert)
+        dbapi_connection.cursor_factory = factory
     assert closed
     assert response.status_code == 503, response.get_json()
     assert response.headers["Content-Type"] == "application/problem+json"

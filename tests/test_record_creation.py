@@ -1,14 +1,18 @@
 """Creating a record: the INSERT carries the collection's policy, and the change it logs is
-what the change feed expects — on PostgreSQL both are one statement (api/records.py)."""
+what the change feed expects — on PostgreSQL both are one statement, on SQLite one
+transaction on the DB-API cursor (api/record_creation.py)."""
 
 import uuid
 from datetime import datetime, timedelta
 
+import psycopg
+import pytest
 import sqlalchemy as sa
 from helpers import API, assert_problem
 
+from api import changes, database
 from api.extensions import db
-from api.models import Change, Record
+from api.models import Change, Record, utcnow
 
 DATA = f"{API}/data"
 
@@ -69,3 +73,87 @@ def test_a_users_post_where_only_admins_create_writes_nothing(app, client, admin
     again = client.post(f"{DATA}/catalogue", json={"data": {"n": 3}}, headers=user.headers)
     assert again.status_code == 201
     assert len(rows(app, Change, collection="catalogue")) == 3
+
+
+def positions(app) -> list[tuple[int, str, int]]:
+    """(position, kind, data.n or previous.n) of every change, in position order; on
+    PostgreSQL after the sequencer has numbered what committed."""
+    with app.app_context():
+        with db.engine.connect() as conn:
+            changes.number(conn)
+            rows = conn.execute(
+                sa.select(Change.position, Change.kind, Change.data, Change.previous).order_by(
+                    Change.position
+                )
+            ).all()
+    return [(p, kind, (data or previous)["n"]) for p, kind, data, previous in rows]
+
+
+def test_creates_and_the_other_writes_get_one_position_after_another(app, client, user):
+    """A create logs its change on the DB-API cursor, an update or a deletion through
+    SQLAlchemy: all of them take the next position, none is skipped or given twice."""
+    first = client.post(f"{DATA}/notes", json={"data": {"n": 1}}, headers=user.headers)
+    url = f"{DATA}/notes/{first.get_json()['id']}"
+    assert client.put(url, json={"data": {"n": 2}}, headers=user.headers).status_code == 200
+    for n in (3, 4):
+        made = client.post(f"{DATA}/notes", json={"data": {"n": n}}, headers=user.headers)
+        assert made.status_code == 201
+    assert client.delete(f"{DATA}/notes", headers=user.headers).status_code == 204  # 3 records
+    logged = positions(app)
+    start = logged[0][0]
+    assert [p for p, _, _ in logged] == list(range(start, start + 7))
+    assert [(kind, n) for _, kind, n in logged][:4] == [
+        ("created", 1),
+        ("updated", 2),
+        ("created", 3),
+        ("created", 4),
+    ]
+    assert sorted(n for _, kind, n in logged[4:] if kind == "deleted") == [2, 3, 4]
+
+
+def test_after_the_whole_log_is_pruned_a_create_goes_on_after_the_last_position(app, client, user):
+    """On SQLite a create numbers its change as it inserts it: after everything was pruned,
+    after the pruned positions, so a client resuming from one never meets it again."""
+    for n in (1, 2):
+        assert client.post(f"{DATA}/notes", json={"data": {"n": n}}, headers=user.headers)
+    passed = positions(app)[-1][0]
+    with app.app_context():
+        with db.engine.connect() as conn:
+            conn.execute(sa.update(Change).values(occurred_at=utcnow() - timedelta(days=2)))
+            conn.commit()
+            assert changes.prune(conn, 3600) == 2
+            assert changes.pruned_through(conn) == passed
+    made = client.post(f"{DATA}/notes", json={"data": {"n": 3}}, headers=user.headers)
+    assert made.status_code == 201
+    assert positions(app) == [(passed + 1, "created", 3)]
+
+
+def test_a_failure_between_a_record_and_its_change_on_the_cursor_leaves_neither(app, client, user):
+    """Statements run on the DB-API cursor commit together in `dbapi_transaction`: one that
+    fails before the end rolls back on that connection, and lets the next writer in."""
+    now = utcnow()
+    record = {
+        "id": uuid.uuid4(),
+        "collection": "notes",
+        "owner_id": uuid.UUID(user.id),
+        "data": {"n": 1},
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    with app.test_request_context():
+        conn = database.connection()
+        with pytest.raises(RuntimeError), database.dbapi_transaction(conn):
+            assert database.Write(sa.insert(Record.__table__)).run(record) == 1
+            changes.append_one(changes.created(record))
+            raise RuntimeError("the request fails before its commit")
+        dbapi = conn.connection.driver_connection
+        if conn.dialect.name == "sqlite":
+            assert not dbapi.in_transaction
+        else:
+            assert dbapi.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert rows(app, Record, collection="notes") == []
+    assert rows(app, Change, collection="notes") == []
+    made = client.post(f"{DATA}/notes", json={"data": {"n": 2}}, headers=user.headers)
+    assert made.status_code == 201
+    assert [c["data"] for c in rows(app, Change, collection="notes")] == [{"n": 2}]

@@ -1,5 +1,5 @@
-"""Core SELECTs compiled once per dialect and run on the DB-API cursor of the request's
-connection (`Statement`)."""
+"""Core statements compiled once per dialect and run on the DB-API cursor of the request's
+connection: SELECTs (`Statement`) and the writes of the hot paths (`Write`)."""
 
 import functools
 import uuid
@@ -51,6 +51,41 @@ class Statement:
     def first(self, params: dict) -> dict | None:
         rows = self.all(params)
         return rows[0] if rows else None
+
+
+class Write:
+    """A Core INSERT, UPDATE or DELETE compiled once per dialect and run on the DB-API cursor
+    of the request's connection, as `Statement` runs a SELECT; `run` answers the rowcount.
+
+    It writes in the DB-API connection's own transaction, which SQLAlchemy's bookkeeping does
+    not see: on SQLite run it inside `dbapi_transaction` (api/database/writers.py), which
+    commits; on PostgreSQL the request's AUTOCOMMIT connection commits each statement.
+    """
+
+    __slots__ = ("stmt", "_compiled")
+
+    def __init__(self, stmt: sa.Insert | sa.Update | sa.Delete) -> None:
+        self.stmt = stmt
+        self._compiled: dict[str, _Compiled] = {}
+
+    def run(self, params: dict) -> int:
+        conn = connection()
+        compiled = self._compiled.get(conn.dialect.name)
+        if compiled is None:
+            compiled = _compile(self.stmt, conn.dialect)
+            if compiled is _EXPANDING:
+                raise TypeError("a Write takes no expanding `in`")
+            self._compiled[conn.dialect.name] = compiled
+        bound = compiled.bind(params)
+        try:
+            cursor = conn.dbapi().cursor()
+            try:
+                cursor.execute(compiled.sql, bound)
+                return cursor.rowcount
+            finally:
+                cursor.close()
+        except Exception as exc:
+            raise conn.translated(exc, compiled.sql, bound) from exc
 
 
 def _fetch(dbapi_connection, sql: str, params) -> list[tuple]:
@@ -157,7 +192,7 @@ def _sqlite_utc_datetime(process: Callable, value):
     return found
 
 
-def _compile(stmt: sa.Select, dialect: Dialect):
+def _compile(stmt: sa.Executable, dialect: Dialect):
     compiled = stmt.compile(dialect=dialect)
     if any(bind.expanding for bind in compiled.binds.values()):
         return _EXPANDING
@@ -167,7 +202,7 @@ def _compile(stmt: sa.Select, dialect: Dialect):
 class _Compiled:
     """A statement's SQL for one dialect, with how to bind its parameters and read its rows."""
 
-    def __init__(self, stmt: sa.Select, compiled, dialect: Dialect) -> None:
+    def __init__(self, stmt: sa.Executable, compiled, dialect: Dialect) -> None:
         self.sql = compiled.string
         self.positional = compiled.positional
         names = compiled.positiontup if self.positional else list(compiled.binds)
@@ -181,7 +216,7 @@ class _Compiled:
             if fixed is not None and process is not None:
                 fixed = process(fixed)
             self.slots.append((escaped.get(name, name), name, process, fixed, bind.required))
-        columns = stmt.selected_columns
+        columns = stmt.exported_columns  # a SELECT's; a write's RETURNING (none: no rows)
         self.keys = tuple(columns.keys())
         self.processors = tuple(_result_processor(column.type, dialect) for column in columns)
 

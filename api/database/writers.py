@@ -1,5 +1,6 @@
-"""Writes of several statements that commit together (`transaction`), and SQLite's writers
-queued one at a time across the host's processes."""
+"""Writes of several statements that commit together (`transaction` through SQLAlchemy,
+`dbapi_transaction` for statements run on the DB-API cursor), and SQLite's writers queued one
+at a time across the host's processes."""
 
 import contextlib
 import fcntl
@@ -28,6 +29,32 @@ def transaction(conn: Connection) -> Iterator[Connection]:
         if conn.in_transaction():
             conn.rollback()
         conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextlib.contextmanager
+def dbapi_transaction(conn) -> Iterator[None]:
+    """`transaction` for statements run on the DB-API connection under `conn` (the request's
+    RequestConnection), such as api/database/statements.py's `Write`, whose transaction
+    SQLAlchemy does not see: it begins, commits, or rolls back on that connection itself. On
+    SQLite the block waits for its turn among the database's writers, as in `transaction`."""
+    dbapi = conn.dbapi()
+    if conn.dialect.name != "sqlite":
+        with dbapi.transaction():  # psycopg: BEGIN … COMMIT on the AUTOCOMMIT connection
+            yield
+        return
+    with _writers(conn.engine.url.database):
+        if not dbapi.in_transaction:  # sqlite3 would begin at the first write; say it
+            dbapi.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            dbapi.rollback()
+            raise
+        try:
+            dbapi.commit()
+        except Exception as exc:
+            dbapi.rollback()
+            raise conn.translated(exc, "COMMIT", None) from exc
 
 
 class _WriterQueue:
