@@ -74,9 +74,17 @@ class Hub:
         _hubs.add(self)
 
     def wake(self, *, publish: bool = False) -> None:
-        if publish:
+        """Wake the hub's thread: to publish a wake-up to the other processes (`publish`,
+        through Redis or PostgreSQL), or to catch this process's streams up. With neither to
+        do (SQLite without Redis, whose other processes poll the log, and no stream here) a
+        commit wakes nobody: waking a thread only to find nothing to do cost a write 10% of
+        its CPU under load."""
+        if publish and self.fanout.kind != LOCAL:
             self._publish = True
-        self._woken.set()
+        elif not self.streams:
+            return
+        if not self._woken.is_set():
+            self._woken.set()
 
     def stop(self, timeout: float = 3.0) -> None:
         """End every stream of this hub, and the hub; wait up to `timeout` seconds for its
