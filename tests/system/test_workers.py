@@ -1,5 +1,6 @@
 """gunicorn's process model: a killed worker is replaced, SIGTERM lets requests finish."""
 
+import collections
 import os
 import signal
 import threading
@@ -7,12 +8,14 @@ import time
 
 import pytest
 from harness import METRICS
-from traffic import Load, log_in, sign_up
+from traffic import CONNECTION_ERRORS, Load, log_in, sign_up
 
 pytestmark = [pytest.mark.system, pytest.mark.xdist_group("system")]
-# Requests in flight on the killed worker: a gthread worker holds every connection it has
-# accepted, about half of the 8 clients' with 2 workers; with some slack, never all of them.
-MAX_DROPPED = 6
+# Requests in flight on the killed worker fail: a gthread worker holds every connection it has
+# accepted, about half of the clients' with 2 workers, but which worker accepts how many is the
+# kernel's choice (7 of 8 on one worker was seen). Each client has one request in flight at a
+# time, so none loses more than one; its next connection reaches a live worker.
+CLIENTS = 8
 
 
 def test_a_killed_worker_is_replaced_and_only_its_in_flight_requests_fail(fleet, shared_env):
@@ -20,10 +23,19 @@ def test_a_killed_worker_is_replaced_and_only_its_in_flight_requests_fail(fleet,
     token = sign_up(instance).access_token
     before = instance.wait_for_workers(2)
 
-    def me(_index, result):
-        result.statuses[instance.call("GET", "/api/v1/users/me", token=token).status] += 1
+    failures: collections.Counter = collections.Counter()  # client -> connection errors
+    counting = threading.Lock()
 
-    with Load(me, threads=8) as load:
+    def me(index, result):
+        try:
+            response = instance.call("GET", "/api/v1/users/me", token=token)
+        except CONNECTION_ERRORS:
+            with counting:
+                failures[index] += 1
+            raise  # Load counts it too
+        result.statuses[response.status] += 1
+
+    with Load(me, threads=CLIENTS) as load:
         time.sleep(1.5)
         os.kill(before[0], signal.SIGKILL)
         time.sleep(3.5)
@@ -38,7 +50,8 @@ def test_a_killed_worker_is_replaced_and_only_its_in_flight_requests_fail(fleet,
     assert result.statuses[200] > 100
     assert set(result.statuses) == {200}, result.statuses
     assert not result.other_errors, result.other_errors
-    assert len(result.connection_errors) <= MAX_DROPPED, result.connection_errors
+    assert len(result.connection_errors) == sum(failures.values()) <= CLIENTS
+    assert max(failures.values(), default=0) <= 1, (failures, result.connection_errors)
     assert instance.call("GET", "/api/v1/users/me", token=token).status == 200
 
 
