@@ -2,6 +2,7 @@
 connection: SELECTs (`Statement`) and the writes of the hot paths (`Write`)."""
 
 import functools
+import operator
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,7 +13,25 @@ from sqlalchemy.engine import Dialect
 from api.database.kept import connection
 
 
-class Statement:
+class _OnCursor:
+    """A Core statement compiled once per dialect, run on the DB-API cursor of the request's
+    connection, with a DB-API error raised as SQLAlchemy raises it from its own executions."""
+
+    __slots__ = ("stmt", "_compiled")
+
+    def __init__(self, stmt: sa.Executable) -> None:
+        self.stmt = stmt
+        self._compiled: dict[str, _Compiled | object] = {}
+
+    def _compiled_for(self, dialect: Dialect):
+        """The statement's `_Compiled` for `dialect`, or _EXPANDING (an `in` of a list)."""
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self._compiled[dialect.name] = _compile(self.stmt, dialect)
+        return compiled
+
+
+class Statement(_OnCursor):
     """A Core SELECT compiled once per dialect and run on the DB-API cursor of the request's
     connection: what SQLAlchemy does on every execution (a cache key of the statement, a
     result object, row objects) costs more than the query itself on the hot paths.
@@ -22,79 +41,68 @@ class Statement:
     Rows come back as dicts keyed like the statement's columns.
     """
 
-    __slots__ = ("stmt", "_compiled")
-
-    def __init__(self, stmt: sa.Select) -> None:
-        self.stmt = stmt
-        self._compiled: dict[str, _Compiled] = {}
+    __slots__ = ()
 
     def all(self, params: dict) -> list[dict]:
         conn = connection()
-        compiled = self._compiled.get(conn.dialect.name)
-        if compiled is None:
-            compiled = self._compiled[conn.dialect.name] = _compile(self.stmt, conn.dialect)
+        compiled = self._compiled_for(conn.dialect)
         if compiled is _EXPANDING:  # `in` of a list: its SQL follows the list, SQLAlchemy's job
             return [dict(row) for row in conn.execute(self.stmt, params).mappings()]
-        first = not conn._used
-        bound = compiled.bind(params)
-        try:
-            try:
-                rows = _fetch(conn.dbapi(), compiled.sql, bound)
-            except Exception as exc:
-                if not conn.retry_read(first, exc):
-                    raise
-                rows = _fetch(conn.dbapi(), compiled.sql, bound)
-        except Exception as exc:
-            raise conn.translated(exc, compiled.sql, bound) from exc
-        return compiled.read(rows)
+        return compiled.read(_on_cursor(conn, compiled, params, _fetchall, retry=True))
 
     def first(self, params: dict) -> dict | None:
         rows = self.all(params)
         return rows[0] if rows else None
 
 
-class Write:
+class Write(_OnCursor):
     """A Core INSERT, UPDATE or DELETE compiled once per dialect and run on the DB-API cursor
     of the request's connection, as `Statement` runs a SELECT; `run` answers the rowcount.
 
     It writes in the DB-API connection's own transaction, which SQLAlchemy's bookkeeping does
     not see: on SQLite run it inside `dbapi_transaction` (api/database/writers.py), which
-    commits; on PostgreSQL the request's AUTOCOMMIT connection commits each statement.
+    commits; on PostgreSQL the request's AUTOCOMMIT connection commits each statement. A write
+    is never run again, not even on a connection that the server dropped.
     """
 
-    __slots__ = ("stmt", "_compiled")
-
-    def __init__(self, stmt: sa.Insert | sa.Update | sa.Delete) -> None:
-        self.stmt = stmt
-        self._compiled: dict[str, _Compiled] = {}
+    __slots__ = ()
 
     def run(self, params: dict) -> int:
         conn = connection()
-        compiled = self._compiled.get(conn.dialect.name)
-        if compiled is None:
-            compiled = _compile(self.stmt, conn.dialect)
-            if compiled is _EXPANDING:
-                raise TypeError("a Write takes no expanding `in`")
-            self._compiled[conn.dialect.name] = compiled
-        bound = compiled.bind(params)
+        compiled = self._compiled_for(conn.dialect)
+        if compiled is _EXPANDING:
+            raise TypeError("a Write takes no expanding `in`")
+        return _on_cursor(conn, compiled, params, _rowcount, retry=False)
+
+
+def _on_cursor(conn, compiled: "_Compiled", params: dict, use: Callable, *, retry: bool):
+    """`use(cursor)` after `compiled` ran on a cursor of the request's connection `conn`. With
+    `retry` (a read), the request's first statement runs again, once, when the server had
+    dropped the connection (RequestConnection.retry_read)."""
+    first = retry and not conn._used
+    bound = compiled.bind(params)
+    try:
         try:
-            cursor = conn.dbapi().cursor()
-            try:
-                cursor.execute(compiled.sql, bound)
-                return cursor.rowcount
-            finally:
-                cursor.close()
+            return _execute(conn.dbapi(), compiled.sql, bound, use)
         except Exception as exc:
-            raise conn.translated(exc, compiled.sql, bound) from exc
+            if not conn.retry_read(first, exc):
+                raise
+            return _execute(conn.dbapi(), compiled.sql, bound, use)
+    except Exception as exc:
+        raise conn.translated(exc, compiled.sql, bound) from exc
 
 
-def _fetch(dbapi_connection, sql: str, params) -> list[tuple]:
+def _execute(dbapi_connection, sql: str, params, use: Callable):
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        return use(cursor)
     finally:
         cursor.close()
+
+
+_fetchall = operator.methodcaller("fetchall")
+_rowcount = operator.attrgetter("rowcount")
 
 
 _EXPANDING = object()
