@@ -42,7 +42,7 @@ def create(caller, collection: str, data: dict) -> dict:
         with database.dbapi_transaction(conn):
             written = _writes(guarded, logged=False).run(record)
             if written:
-                changes.append_one(changes.created(record))
+                feed.log_one(changes.created(record))
     if not written:
         raise Forbidden("Only admins and services create records in this collection.")
     feed.announce()

@@ -101,6 +101,9 @@ class Feed:
     def log(self, conn: Connection, entries: list[dict]) -> None:
         changes.append(conn, entries)
 
+    def log_one(self, entry: dict) -> None:
+        changes.append_one(entry)
+
     def announce(self) -> None:
         """After a commit that logged changes: wake this process's streams, and, through
         Redis or PostgreSQL's NOTIFY, every other process's (by this process's hub, so a
@@ -151,6 +154,12 @@ def current() -> Feed:
 def log(conn: Connection, entries: list[dict]) -> None:
     """Log record changes in `conn`'s transaction, right before its commit."""
     current().log(conn, entries)
+
+
+def log_one(entry: dict) -> None:
+    """Log one record change on the DB-API cursor of the request's connection, inside
+    `database.dbapi_transaction` (a write run on that cursor, record_creation.py)."""
+    current().log_one(entry)
 
 
 def announce() -> None:
