@@ -166,30 +166,54 @@ def stream_urls(page) -> list[str]:
     return urls
 
 
-def drop_and_hold(page, coffer) -> list:
-    """Restart the API (gunicorn stops, which ends the page's stream, and starts again) and
-    hold the page's next stream ticket: the page stays offline until the test lets it go."""
-    held = []
-    page.route("**/api/v1/stream-tickets", lambda route: held.append(route))
-    with page.expect_request(is_ticket_request):
-        coffer.restart()
-    expect(page.locator("#live")).to_have_text("Reconnecting…")
-    assert len(held) == 1, "the page asked for a fresh ticket, once"
-    return held
+class TicketGate:
+    """The page's stream-ticket requests: let through, or held while the gate is shut, so that
+    the page stays offline until the test lets it go.
 
+    Its route is set before the page makes any request and stays for the whole test. Adding
+    or removing a page's only route turns Playwright's interception of all its requests on or
+    off, and a request that starts meanwhile can be lost to Playwright: in Chromium it pairs
+    each request's `Network.requestWillBeSent` with its `Fetch.requestPaused`, and one sent as
+    interception ends is never paused, so its `request` and `response` events never come,
+    although the server answers. The page's list reload starts just as its stream opens, which
+    is when a route removed after the release would turn interception off.
+    """
 
-def release(page, held: list) -> None:
-    """Let the held ticket requests go: the page opens its stream again."""
-    with page.expect_request(is_stream):
-        for route in held:
+    def __init__(self, page) -> None:
+        self.page = page
+        self.shut = False
+        self.held: list = []
+        page.route("**/api/v1/stream-tickets", self._ticket)
+
+    def _ticket(self, route) -> None:
+        if self.shut:
+            self.held.append(route)
+        else:
             route.continue_()
-    page.unroute("**/api/v1/stream-tickets")
+
+    def drop_and_hold(self, coffer) -> None:
+        """Restart the API (gunicorn stops, which ends the page's stream, and starts again)
+        and hold the page's next stream ticket."""
+        self.shut = True
+        with self.page.expect_request(is_ticket_request):
+            coffer.restart()
+        expect(self.page.locator("#live")).to_have_text("Reconnecting…")
+        assert len(self.held) == 1, "the page asked for a fresh ticket, once"
+
+    def release(self) -> None:
+        """Let the held ticket request go: the page opens its stream again."""
+        self.shut = False
+        held, self.held = self.held, []
+        with self.page.expect_request(is_stream):
+            for route in held:
+                route.continue_()
 
 
 def test_spa_resumes_its_stream_after_a_drop_with_what_it_missed(
     page, browser_log, restartable_coffer, spa_origin
 ):
     coffer = restartable_coffer
+    tickets = TicketGate(page)
     streams = stream_urls(page)
     email = sign_up(page, spa_origin, coffer.url)
     titles = page.locator("#notes > li .title")
@@ -202,11 +226,11 @@ def test_spa_resumes_its_stream_after_a_drop_with_what_it_missed(
         return record
 
     # Dropped before any event came: no position to resume from, so the list reloads.
-    held = drop_and_hold(page, coffer)
+    tickets.drop_and_hold(coffer)
     add("While away")
     expect(titles).to_have_count(0)  # the page is offline: not yet
     with page.expect_response(list_load, timeout=RESUME_TIMEOUT_MS):
-        release(page, held)
+        tickets.release()
     expect(titles).to_have_text(["While away"])
     expect(page.locator("#live")).to_have_text("Live")
     assert len(loads) == 1
@@ -216,12 +240,12 @@ def test_spa_resumes_its_stream_after_a_drop_with_what_it_missed(
     # changes it missed without loading again.
     seen = add("Seen live")
     expect(titles).to_have_text(["Seen live", "While away"])
-    held = drop_and_hold(page, coffer)
+    tickets.drop_and_hold(coffer)
     add("Missed")
     status, _, _ = coffer.request("DELETE", f"/api/v1/data/notes/{seen['id']}", token=token)
     assert status == 204
     expect(titles).to_have_text(["Seen live", "While away"])  # offline: not yet
-    release(page, held)
+    tickets.release()
     expect(titles).to_have_text(["Missed", "While away"])
     expect(page.locator("#live")).to_have_text("Live")
     assert len(loads) == 1, "the stream resumed: the list was not loaded again"
@@ -238,6 +262,7 @@ def test_spa_reloads_its_list_when_the_stream_cannot_resume(
     page, browser_log, forgetful_coffer, spa_origin
 ):
     coffer = forgetful_coffer
+    tickets = TicketGate(page)
     email = sign_up(page, spa_origin, coffer.url)
     titles = page.locator("#notes > li .title")
     token = api_token(coffer, email)
@@ -248,14 +273,14 @@ def test_spa_reloads_its_list_when_the_stream_cannot_resume(
     expect(titles).to_have_text(["Before the restart"])  # its event: a position to resume from
     loads = list_loads(page)
 
-    held = drop_and_hold(page, coffer)
+    tickets.drop_and_hold(coffer)
     status, _, _ = coffer.post("/api/v1/data/notes", {"data": {"title": "While away"}}, token)
     assert status == 201
     status, _, _ = coffer.request("DELETE", f"/api/v1/data/notes/{first['id']}", token=token)
     assert status == 204
 
     with page.expect_response(list_load, timeout=RESUME_TIMEOUT_MS):
-        release(page, held)
+        tickets.release()
     expect(page.locator("#status")).to_have_text(RELOADED)
     expect(titles).to_have_text(["While away"])
     expect(page.locator("#live")).to_have_text("Live")
