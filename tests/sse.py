@@ -41,12 +41,13 @@ class Stream:
         return parse_block(text)
 
     def event(self) -> dict:
-        """The next event (comments skipped); fails after a keep-alive: nothing came in 15 s."""
+        """The next event (comments skipped); fails at a keep-alive: no event came before it
+        (15 s, unless the test set the feed's heartbeat)."""
         while True:
             block = self.block()
             if "event" in block:
                 return block
-            assert block["comments"] != ["keep-alive"], "no event within 15 s"
+            assert block["comments"] != ["keep-alive"], "no event before a keep-alive"
 
     def events(self, count: int) -> list[dict]:
         return [self.event() for _ in range(count)]

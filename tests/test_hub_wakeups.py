@@ -1,7 +1,12 @@
 """When a commit wakes its process's hub (api/feed/hub.py): only when the hub has something
 to do — publish a wake-up to the other processes, or catch this process's streams up."""
 
+import threading
+import time
+
 import pytest
+from helpers import API
+from sse import Stream
 
 from api import feed
 from api.feed.fanout import LOCAL, POSTGRES, REDIS, Fanout
@@ -44,3 +49,64 @@ def test_the_hubs_own_wake_ups_without_publishing_need_streams(hub):
     hub.streams.add(object())
     hub.wake()
     assert hub._woken.is_set() and not hub._publish
+
+
+class CountedWakeUps(threading.Event):
+    """A hub's wake-up that counts how often it was set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def set(self) -> None:
+        self.count += 1
+        super().set()
+
+
+def _watch(client, account, headers=None) -> Stream:
+    url = f"{API}/data/notes/changes"
+    response = client.get(url, headers={**account.headers, **(headers or {})}, buffered=False)
+    return Stream(response)
+
+
+def _create(client, account, n: int) -> dict:
+    response = client.post(f"{API}/data/notes", json={"data": {"n": n}}, headers=account.headers)
+    assert response.status_code == 201
+    return response.get_json()
+
+
+def test_a_change_that_woke_nobody_reaches_a_stream_opened_after_it_by_the_hubs_poll(
+    app, client, user
+):
+    """On SQLite without Redis, a commit in a process with no open stream wakes nobody. A
+    client that reconnects right after, from before that change, still gets it: its hub reads
+    the log every LOCAL_POLL_SECONDS once it has a stream, without any further commit or
+    wake-up (well within a keep-alive interval of 5 s)."""
+    coffer_feed = app.extensions["coffer_feed"]
+    if coffer_feed.fanout != LOCAL:
+        pytest.skip("only SQLite without Redis leaves a commit's wake-up to the hubs' polls")
+    with app.app_context():
+        hub = coffer_feed.hub()
+    first = _watch(client, user)
+    _create(client, user, 0)
+    last = first.event()["id"]
+    first.close()
+    assert not hub.streams and hub.head == int(last)
+
+    hub._woken = wake_ups = CountedWakeUps()
+    missed = _create(client, user, 1)
+    assert wake_ups.count == 0 and hub.head == int(last)
+
+    coffer_feed.heartbeat = 5.0
+    resumed = _watch(client, user, headers={"Last-Event-ID": last})
+    try:
+        start = time.monotonic()
+        event = resumed.event()
+        elapsed = time.monotonic() - start
+        woken = wake_ups.count
+    finally:
+        resumed.close()
+        coffer_feed.stop()
+    assert event["event"] == "created" and event["data"]["record"]["id"] == missed["id"]
+    assert int(event["id"]) > int(last) and elapsed < 5.0
+    assert woken == 0

@@ -2,6 +2,10 @@
 what the change feed expects — on PostgreSQL both are one statement, on SQLite one
 transaction on the DB-API cursor (api/record_creation.py)."""
 
+import fcntl
+import os
+import sqlite3
+import threading
 import uuid
 from datetime import datetime, timedelta
 
@@ -10,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from helpers import API, assert_problem
 
-from api import changes, database
+from api import changes, database, feed
 from api.extensions import db
 from api.models import Change, Record, utcnow
 
@@ -145,7 +149,7 @@ def test_a_failure_between_a_record_and_its_change_on_the_cursor_leaves_neither(
         conn = database.connection()
         with pytest.raises(RuntimeError), database.dbapi_transaction(conn):
             assert database.Write(sa.insert(Record.__table__)).run(record) == 1
-            changes.append_one(changes.created(record))
+            feed.log_one(changes.created(record))
             raise RuntimeError("the request fails before its commit")
         dbapi = conn.connection.driver_connection
         if conn.dialect.name == "sqlite":
@@ -157,3 +161,100 @@ def test_a_failure_between_a_record_and_its_change_on_the_cursor_leaves_neither(
     made = client.post(f"{DATA}/notes", json={"data": {"n": 2}}, headers=user.headers)
     assert made.status_code == 201
     assert [c["data"] for c in rows(app, Change, collection="notes")] == [{"n": 2}]
+
+
+def _post_from_another_thread(client, account, data: dict, within: float):
+    """A POST from a thread of its own, the next writer of the database: its response, or
+    None when it had not answered after `within` seconds."""
+    answered = []
+    thread = threading.Thread(
+        target=lambda: answered.append(
+            client.post(f"{DATA}/notes", json={"data": data}, headers=account.headers)
+        ),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(within)
+    return answered[0] if answered else None
+
+
+def test_a_commit_that_fails_on_sqlite_leaves_neither_row_and_lets_the_next_writer_in(
+    app, client, user
+):
+    """SQLite checks a deferred foreign key only at COMMIT: a violation of one, made in the
+    same transaction as a record and its change (Coffer's connections enforce foreign keys),
+    makes `dbapi_transaction`'s own COMMIT fail. The error is raised as SQLAlchemy raises its
+    own (IntegrityError, which the app answers as a problem), nothing of the transaction is
+    left, the connection is out of its transaction, and the next writers, of this process or
+    another, get in."""
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("on PostgreSQL the COMMIT is psycopg's own `transaction()`")
+    now = utcnow()
+    record = {
+        "id": uuid.uuid4(),
+        "collection": "notes",
+        "owner_id": uuid.UUID(user.id),
+        "data": {"n": 1},
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    with app.test_request_context():
+        conn = database.connection()
+        dbapi = conn.dbapi()
+        try:
+            with pytest.raises(sa.exc.DBAPIError) as failed, database.dbapi_transaction(conn):
+                assert database.Write(sa.insert(Record.__table__)).run(record) == 1
+                feed.log_one(changes.created(record))
+                dbapi.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
+                dbapi.execute(
+                    "CREATE TEMP TABLE child (parent_id INTEGER REFERENCES parent (id)"
+                    " DEFERRABLE INITIALLY DEFERRED)"
+                )
+                dbapi.execute("INSERT INTO child VALUES (1)")  # no parent 1: fails at COMMIT
+            assert not dbapi.in_transaction
+            temp_tables = dbapi.execute("SELECT name FROM temp.sqlite_master").fetchall()
+        finally:
+            dbapi.execute("DROP TABLE IF EXISTS temp.child")
+            dbapi.execute("DROP TABLE IF EXISTS temp.parent")
+    error = failed.value
+    assert isinstance(error, sa.exc.IntegrityError) and error.statement == "COMMIT"
+    assert isinstance(error.orig, sqlite3.IntegrityError)
+    assert "FOREIGN KEY constraint failed" in str(error.orig)
+    assert temp_tables == []  # rolled back with the rest
+    assert rows(app, Record, collection="notes") == []
+    assert rows(app, Change, collection="notes") == []
+    lock = os.open(conn.engine.url.database + "-writers.lock", os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process's writer gets in
+    finally:
+        os.close(lock)
+    made = _post_from_another_thread(client, user, {"n": 2}, within=20)
+    assert made is not None, "the next writer still waits for the failed one's turn"
+    assert made.status_code == 201
+    again = client.post(f"{DATA}/notes", json={"data": {"n": 3}}, headers=user.headers)
+    assert again.status_code == 201  # on the connection whose COMMIT failed
+    assert [c["data"] for c in rows(app, Change, collection="notes")] == [{"n": 2}, {"n": 3}]
+
+
+def test_a_write_with_an_expanding_in_is_refused_and_runs_nothing(app, client, user):
+    """`Write` takes no `in` of a list (its SQL would follow the list): it raises TypeError
+    before the statement reaches the database, every time it is run. The refusal is caught
+    inside the transaction, which commits: a statement that had run would have deleted."""
+    made = client.post(f"{DATA}/notes", json={"data": {"n": 1}}, headers=user.headers)
+    assert made.status_code == 201
+    record_id = uuid.UUID(made.get_json()["id"])
+    table = Record.__table__
+    deleting = database.Write(
+        sa.delete(table).where(table.c.id.in_(sa.bindparam("ids", expanding=True)))
+    )
+    with app.test_request_context():
+        conn = database.connection()
+        with database.dbapi_transaction(conn):
+            for _ in range(2):
+                with pytest.raises(TypeError, match="expanding"):
+                    deleting.run({"ids": [record_id]})
+    assert [stored["id"] for stored in rows(app, Record, collection="notes")] == [record_id]
+    read = client.get(f"{DATA}/notes/{record_id}", headers=user.headers)
+    assert read.status_code == 200 and read.get_json()["data"] == {"n": 1}
