@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 from api import database, query, records, tokens, visibility
 from api.database.statements import _result_processor
 from api.extensions import db
-from api.models import UTCDateTime, utcnow
+from api.models import Record, UTCDateTime, utcnow
 from api.tokens import LAST_USED_RESOLUTION
 
 
@@ -88,6 +88,35 @@ def test_a_failed_write_leaves_the_kept_connection_with_nothing_open(app, client
             other.commit()
             other.close()
     assert client.delete(url, headers=user.headers).status_code == 204
+
+
+def test_a_write_left_open_on_the_cursor_is_rolled_back_when_its_request_ends(app, client, user):
+    """A `Write` run on SQLite outside `dbapi_transaction` begins a transaction that only
+    sqlite3 knows of: the request's end rolls it back, so that the kept connection holds no
+    write lock, and no later commit on it writes what that request left."""
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("on PostgreSQL the request's connection commits each statement")
+    record = create(client, user, {"n": 1})
+    renaming = database.Write(
+        sa.update(Record.__table__)
+        .where(Record.__table__.c.id == sa.bindparam("record_id"))
+        .values(collection="renamed")
+    )
+    with app.test_request_context():
+        assert renaming.run({"record_id": uuid.UUID(record["id"])}) == 1
+        dbapi = database.connection().connection.dbapi_connection
+        assert dbapi.in_transaction
+    assert not dbapi.in_transaction
+    with app.app_context():
+        other = sqlite3.connect(db.engine.url.database, timeout=0)  # fails if a lock is held
+        other.execute("UPDATE records SET version = version WHERE id IS NOT NULL")
+        other.commit()
+        other.close()
+    create(client, user, {"n": 2})  # a commit on the same kept connection
+    url = f"{API}/data/tasks/{record['id']}"
+    assert client.get(url, headers=user.headers).status_code == 200
+    assert client.get(f"{API}/data/renamed", headers=user.headers).get_json()["items"] == []
 
 
 def test_a_stream_gives_its_kept_connection_back(make_app, accounts_for):

@@ -2,6 +2,7 @@
 a kept one, taken in turn."""
 
 import contextlib
+import sqlite3
 import threading
 
 from flask import current_app, g
@@ -66,7 +67,9 @@ class KeptConnections:
             try:
                 if conn.in_transaction():
                     conn.rollback()
-            except DBAPIError:
+                elif _sqlite_in_transaction(conn):
+                    conn.connection.dbapi_connection.rollback()
+            except (DBAPIError, sqlite3.Error):
                 self._drop(conn)
                 return
             with self.lock:
@@ -99,6 +102,13 @@ class KeptConnections:
             with contextlib.suppress(Exception):
                 conn.invalidate()
                 conn.close()
+
+
+def _sqlite_in_transaction(conn: RequestConnection) -> bool:
+    """A transaction that sqlite3 began under SQLAlchemy's bookkeeping: a `Write` run outside
+    `dbapi_transaction` (which commits or rolls back its own) would leave one, holding the
+    database's write lock for as long as the connection is kept."""
+    return conn.dialect.name == "sqlite" and conn.connection.dbapi_connection.in_transaction
 
 
 def _kept() -> KeptConnections:
