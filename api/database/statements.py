@@ -107,6 +107,7 @@ _rowcount = operator.attrgetter("rowcount")
 
 _EXPANDING = object()
 _new, _setattr = object.__new__, object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # an Enum member: looked up once, not per value
 _SQLITE_DATETIME_LENGTH = len("2026-01-02 03:04:05.000006")  # SQLAlchemy's SQLite format
 _NAIVE = datetime(2000, 1, 1)
 
@@ -175,7 +176,7 @@ def _sqlite_uuid(process: Callable, value):
     digits = value.lower()
     found = _new(StoredUUID)  # uuid.UUID(hex=value), without its parsing of other forms
     _setattr(found, "int", int.from_bytes(raw))
-    _setattr(found, "is_safe", uuid.SafeUUID.unknown)
+    _setattr(found, "is_safe", _UNKNOWN_SAFETY)
     _setattr(
         found,
         "_text",
