@@ -132,19 +132,24 @@ def test_after_the_whole_log_is_pruned_a_create_goes_on_after_the_last_position(
     assert positions(app) == [(passed + 1, "created", 3)]
 
 
-def test_a_failure_between_a_record_and_its_change_on_the_cursor_leaves_neither(app, client, user):
-    """Statements run on the DB-API cursor commit together in `dbapi_transaction`: one that
-    fails before the end rolls back on that connection, and lets the next writer in."""
+def new_note(owner) -> dict:
+    """A record of `owner`'s in "notes", as record creation writes one."""
     now = utcnow()
-    record = {
+    return {
         "id": uuid.uuid4(),
         "collection": "notes",
-        "owner_id": uuid.UUID(user.id),
+        "owner_id": uuid.UUID(owner.id),
         "data": {"n": 1},
         "version": 1,
         "created_at": now,
         "updated_at": now,
     }
+
+
+def test_a_failure_between_a_record_and_its_change_on_the_cursor_leaves_neither(app, client, user):
+    """Statements run on the DB-API cursor commit together in `dbapi_transaction`: one that
+    fails before the end rolls back on that connection, and lets the next writer in."""
+    record = new_note(user)
     with app.test_request_context():
         conn = database.connection()
         with pytest.raises(RuntimeError), database.dbapi_transaction(conn):
@@ -190,16 +195,7 @@ def test_a_commit_that_fails_on_sqlite_leaves_neither_row_and_lets_the_next_writ
     with app.app_context():
         if db.engine.dialect.name != "sqlite":
             pytest.skip("on PostgreSQL the COMMIT is psycopg's own `transaction()`")
-    now = utcnow()
-    record = {
-        "id": uuid.uuid4(),
-        "collection": "notes",
-        "owner_id": uuid.UUID(user.id),
-        "data": {"n": 1},
-        "version": 1,
-        "created_at": now,
-        "updated_at": now,
-    }
+    record = new_note(user)
     with app.test_request_context():
         conn = database.connection()
         dbapi = conn.dbapi()
