@@ -9,13 +9,13 @@ import threading
 import time
 import urllib.request
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from flask import request
 from helpers import API
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sse import Stream
 from werkzeug.serving import make_server
 
@@ -264,3 +264,24 @@ def test_sqlite_uuids_and_datetimes_read_as_the_types_read_them():
                 assert (str(fast(value)), hash(fast(value))) == (str(found), hash(found))
             if hasattr(own(value), "tzinfo"):
                 assert fast(value).tzinfo == own(value).tzinfo
+
+
+class _Shifted(sa.TypeDecorator):
+    """A type whose reading changes aware datetimes too."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value + timedelta(hours=1)
+
+
+def test_postgresql_reads_timestamptz_without_a_processor_only_where_it_would_change_nothing():
+    """psycopg reads a `timestamptz` aware: UTCDateTime's reading, which only makes naive
+    values aware, is skipped there; a type whose reading changes aware values keeps it."""
+    dialect = postgresql.psycopg.dialect()
+    assert _result_processor(UTCDateTime(), dialect) is None
+    shifted = _result_processor(_Shifted(), dialect)
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert shifted is not None and shifted(moment) == moment + timedelta(hours=1)
+    assert _result_processor(UTCDateTime(), sqlite.dialect()) is not None  # stored naive there

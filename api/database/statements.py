@@ -115,8 +115,11 @@ _NAIVE = datetime(2000, 1, 1)
 def _result_processor(type_: sa.types.TypeEngine, dialect: Dialect) -> Callable | None:
     """The type's own result processor; on SQLite, for a UUID or a datetime stored in the
     form SQLAlchemy writes them (32 hex digits; "YYYY-MM-DD HH:MM:SS.ffffff"), one that reads
-    that form straight, and gives any other to the type's own."""
+    that form straight, and gives any other to the type's own; on PostgreSQL, none for a
+    datetime that the type reads as it comes when it comes aware (see `_leaves_aware`)."""
     process = type_.dialect_impl(dialect).result_processor(dialect, None)
+    if process is not None and dialect.name == "postgresql" and _leaves_aware(type_, dialect):
+        return None
     if dialect.name != "sqlite" or process is None:
         return process
     if isinstance(type_, sa.Uuid) and type_.as_uuid:
@@ -132,6 +135,24 @@ def _result_processor(type_: sa.types.TypeEngine, dialect: Dialect) -> Callable 
             return functools.partial(_sqlite_utc_datetime, process)
         return functools.partial(_sqlite_datetime, process, after)
     return process
+
+
+def _leaves_aware(type_: sa.types.TypeEngine, dialect: Dialect) -> bool:
+    """A type over a `timestamptz` whose own processor only acts on naive datetimes (as
+    UTCDateTime does, for SQLite's): psycopg reads a `timestamptz` aware, in UTC on Coffer's
+    connections (engine.py), so the processor would call a function per value to change
+    nothing."""
+    if not isinstance(type_, sa.TypeDecorator):
+        return False
+    impl = type_.impl_instance
+    if not (isinstance(impl, sa.DateTime) and impl.timezone):
+        return False
+    if impl.dialect_impl(dialect).result_processor(dialect, None) is not None:
+        return False
+    return type_.process_result_value(_AWARE, dialect) is _AWARE
+
+
+_AWARE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class StoredUUID(uuid.UUID):
