@@ -1,9 +1,12 @@
-"""What many test modules share: the test password, the calls that register, log in and page
-through a data listing, bearer headers, and the problem+json checks."""
+"""What many test modules share: the test password, the calls that register, log in, create a
+record, watch a collection's changes and page through a data listing, bearer headers, and the
+problem+json checks."""
 
 import multiprocessing
 import threading
 import uuid
+
+from sse import Stream
 
 API = "/api/v1"
 PASSWORD = "correct horse battery staple"  # every test account's, unless a test says otherwise
@@ -34,6 +37,20 @@ def register_and_log_in(client, email: str | None = None) -> dict:
     response = log_in(client, email)
     assert response.status_code == 201, response.get_data(as_text=True)
     return response.get_json()
+
+
+def create(client, account, data, collection="tasks") -> dict:
+    """A record of `account`'s, as the API answers its creation."""
+    response = client.post(f"{API}/data/{collection}", json={"data": data}, headers=account.headers)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def watch(client, account, collection="tasks", *, query="", headers=None) -> Stream:
+    """`account`'s change stream of `collection`, open."""
+    url = f"{API}/data/{collection}/changes" + (f"?{query}" if query else "")
+    response = client.get(url, headers={**account.headers, **(headers or {})}, buffered=False)
+    return Stream(response)
 
 
 def walk(client, account, params, collection: str = "tasks") -> list[dict]:

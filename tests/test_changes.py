@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from helpers import API, UNKNOWN_ID, assert_problem
+from helpers import API, UNKNOWN_ID, assert_problem, create, watch
 from sse import Stream
 
 from api import changes, database
@@ -20,18 +20,6 @@ def set_policy(client, admin, collection, read):
     body = {"read": read, "create": "users"}
     response = client.put(f"{API}/collections/{collection}", json=body, headers=admin.headers)
     assert response.status_code == 200, response.get_json()
-
-
-def watch(client, account, collection="tasks", *, query="", headers=None) -> Stream:
-    url = f"{API}/data/{collection}/changes" + (f"?{query}" if query else "")
-    response = client.get(url, headers={**account.headers, **(headers or {})}, buffered=False)
-    return Stream(response)
-
-
-def create(client, account, data, collection="tasks") -> dict:
-    response = client.post(f"{API}/data/{collection}", json={"data": data}, headers=account.headers)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def patch(client, account, record, data, collection="tasks") -> dict:

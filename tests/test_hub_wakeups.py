@@ -5,8 +5,7 @@ import threading
 import time
 
 import pytest
-from helpers import API
-from sse import Stream
+from helpers import create, watch
 
 from api import feed
 from api.feed.fanout import LOCAL, POSTGRES, REDIS, Fanout
@@ -63,18 +62,6 @@ class CountedWakeUps(threading.Event):
         super().set()
 
 
-def _watch(client, account, headers=None) -> Stream:
-    url = f"{API}/data/notes/changes"
-    response = client.get(url, headers={**account.headers, **(headers or {})}, buffered=False)
-    return Stream(response)
-
-
-def _create(client, account, n: int) -> dict:
-    response = client.post(f"{API}/data/notes", json={"data": {"n": n}}, headers=account.headers)
-    assert response.status_code == 201
-    return response.get_json()
-
-
 def test_a_change_that_woke_nobody_reaches_a_stream_opened_after_it_by_the_hubs_poll(
     app, client, user
 ):
@@ -87,18 +74,18 @@ def test_a_change_that_woke_nobody_reaches_a_stream_opened_after_it_by_the_hubs_
         pytest.skip("only SQLite without Redis leaves a commit's wake-up to the hubs' polls")
     with app.app_context():
         hub = coffer_feed.hub()
-    first = _watch(client, user)
-    _create(client, user, 0)
+    first = watch(client, user, "notes")
+    create(client, user, {"n": 0}, "notes")
     last = first.event()["id"]
     first.close()
     assert not hub.streams and hub.head == int(last)
 
     hub._woken = wake_ups = CountedWakeUps()
-    missed = _create(client, user, 1)
+    missed = create(client, user, {"n": 1}, "notes")
     assert wake_ups.count == 0 and hub.head == int(last)
 
     coffer_feed.heartbeat = 5.0
-    resumed = _watch(client, user, headers={"Last-Event-ID": last})
+    resumed = watch(client, user, "notes", headers={"Last-Event-ID": last})
     try:
         start = time.monotonic()
         event = resumed.event()

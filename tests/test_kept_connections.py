@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from flask import request
-from helpers import API
+from helpers import API, create
 from sqlalchemy.dialects import postgresql, sqlite
 from sse import Stream
 from werkzeug.serving import make_server
@@ -36,12 +36,6 @@ def checkouts(app) -> list:
     with app.app_context():
         sa.event.listen(db.engine.pool, "checkout", lambda *args: seen.append(args[0]))
     return seen
-
-
-def create(client, account, data, collection="tasks") -> dict:
-    response = client.post(f"{API}/data/{collection}", json={"data": data}, headers=account.headers)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
 
 
 def test_a_thread_keeps_one_connection_across_its_requests(app, client, user):
