@@ -37,6 +37,10 @@ FIRST_PRUNE_SECONDS = 30.0  # after the hub starts (plus up to PRUNE_JITTER)
 PRUNE_SECONDS = 300.0  # then this often (plus up to PRUNE_JITTER)
 PRUNE_JITTER = 10.0  # so that the workers of an instance do not prune in step
 RECENT = 20000  # (id, collection) pairs a hub remembers, so that streams skip others' changes
+# Streams of a process that read the log at once, each on a connection of the app's pool: a
+# change that wakes hundreds of streams must leave the pool to requests (log-ins, account
+# routes) and keep an instance's connections to the database at what the pool holds.
+LOG_READERS = 2
 
 _log = logging.getLogger("api.feed")
 
@@ -52,6 +56,7 @@ class Hub:
         self.head = 0
         self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT)
         self.changed = threading.Condition()
+        self.readers = threading.BoundedSemaphore(LOG_READERS)  # see LOG_READERS
         self.streams: set[Stream] = set()
         self.stopping = threading.Event()
         self.prune_at = 0.0
