@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from flask import request
-from helpers import API, create
+from helpers import API, assert_problem, create
 from sqlalchemy.dialects import postgresql, sqlite
 from sse import Stream
 from werkzeug.serving import make_server
@@ -131,6 +131,37 @@ def test_a_stream_gives_its_kept_connection_back(make_app, accounts_for):
         assert kept(app) == {conn} and free(app) == [conn]
     finally:
         stream.close()
+
+
+def test_a_request_whose_turn_does_not_come_answers_503_and_the_next_one_gets_it(
+    make_app, accounts_for
+):
+    """COFFER_THREADS=1, the one turn held elsewhere: a request waits for it as long as for a
+    pool connection (shortened here), then answers 503 with Retry-After, as when the pool is
+    empty; once the turn is back, the next request is served on the kept connection."""
+    app = make_app(COFFER_THREADS=1)
+    user = accounts_for(app).create()
+    client = app.test_client()
+    connections = app.extensions["coffer_kept_connections"]
+    connections.wait = 0.2
+    with app.app_context():
+        held = connections.take(db.engine)
+    answers = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(client.get(f"{API}/users/me", headers=user.headers))
+    )
+    try:
+        waiting.start()
+        waiting.join(5)
+        assert answers, "the request still waits for its turn"
+    finally:
+        connections.end_request(held)
+        waiting.join(5)
+    (refused,) = answers
+    problem = assert_problem(refused, 503)
+    assert refused.headers["Retry-After"] == "5" and "database" in problem["detail"]
+    assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
+    assert kept(app) == {held} and free(app) == [held]
 
 
 def test_no_more_connections_are_kept_nor_used_at_once_than_COFFER_THREADS(make_app, accounts_for):

@@ -9,7 +9,9 @@ from flask import current_app, g
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from api.database.engine import POOL_TIMEOUT
 from api.database.request_connection import RequestConnection
 from api.extensions import db
 
@@ -28,9 +30,10 @@ class KeptConnections:
     stream) gives its turn back at once (`let_go`). `Engine.dispose` closes them all.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, wait: float = POOL_TIMEOUT) -> None:
         self.limit = max(limit, 1)
         self.turns = threading.BoundedSemaphore(self.limit)
+        self.wait = wait  # for a turn, as long as for a pool connection: then 503
         self.kept: set[RequestConnection] = set()
         self.free: list[RequestConnection] = []
         self.lock = threading.Lock()
@@ -38,8 +41,10 @@ class KeptConnections:
 
     def take(self, engine: Engine) -> RequestConnection:
         """A kept connection for this request, once it is this request's turn (see the class):
-        a free one, or a new one while fewer than `limit` are kept."""
-        self.turns.acquire()
+        a free one, or a new one while fewer than `limit` are kept. No turn within `wait`
+        seconds raises the pool's own TimeoutError (503, as when the pool has no connection)."""
+        if not self.turns.acquire(timeout=self.wait):
+            raise PoolTimeoutError(f"no kept database connection was free within {self.wait} s")
         try:
             with self.lock:
                 if self.engine is not engine:
