@@ -26,7 +26,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 
 # ordinary requests. The pool starts threads only as they are needed: an idle one costs
 # nothing, a waiting stream about 100 kB (its stack's touched pages).
 max_streams = int(os.environ.get("COFFER_MAX_STREAMS", "1000"))
-request_threads = int(os.environ.get("COFFER_THREADS", "4"))
+request_threads = int(os.environ.get("COFFER_THREADS", "2"))
 threads = request_threads + max_streams
 worker_connections = threads + 100  # kept-alive connections wait in the poller, threadless
 timeout = int(os.environ.get("COFFER_WORKER_TIMEOUT", "30"))

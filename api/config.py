@@ -59,10 +59,9 @@ SETTINGS: dict[str, tuple[type, object]] = {
     # instance, all workers together.
     "COFFER_CHANGES_RETENTION": (int, 86400),
     "COFFER_MAX_STREAMS": (int, 1000),
-    # Requests per worker that use the database at once, each on a connection kept from request
-    # to request (api/database/kept.py); gthread workers get as many threads (gunicorn.conf.py),
-    # and the pool is sized for them.
-    "COFFER_THREADS": (int, 4),
+    # Threads per gthread worker for ordinary requests (gunicorn.conf.py): each keeps a database
+    # connection from request to request, and the pool is sized for them (api/database/kept.py).
+    "COFFER_THREADS": (int, 2),
 }
 
 

@@ -318,11 +318,11 @@ def test_a_kept_connection_the_server_closed_is_replaced_at_the_next_request(
 def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(
     make_app, database_url, relay, accounts_for, terminate
 ):
-    """The first request to keep a connection checks it out of the pool: one that the server
-    closed while it waited there is replaced at checkout, without a ping."""
-    app = relayed_app(make_app, database_url, relay, COFFER_THREADS=1)
+    """A thread that keeps no connection (COFFER_THREADS of them keep one already) checks one
+    out for its request: one that the server closed is replaced there, without a ping."""
+    app = relayed_app(make_app, database_url, relay, COFFER_THREADS=0)
     client, user = app.test_client(), accounts_for(app).create()
-    assert app.extensions["coffer_kept_connections"].kept == set()
+    assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
     with app.app_context():
         pool = db.engine.pool
         with db.engine.connect() as conn:  # the connection the next request gets
@@ -332,9 +332,8 @@ def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(
     wait_closed(dbapi_connection)
     wire = counted(relay, lambda: client.get(f"{API}/users/me", headers=user.headers))
     assert wire.connections >= 1  # a new one, opened at checkout
-    assert kept_connection(app) is not dbapi_connection
     assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
-    assert pool.checkedout() == 1  # the kept one
+    assert pool.checkedout() == 0
 
 
 def test_a_read_that_finds_its_kept_connection_closed_is_run_again_on_a_new_one(
@@ -394,15 +393,14 @@ def test_a_read_after_the_first_that_loses_its_connection_answers_503(app, clien
 def test_a_read_that_finds_its_connection_closed_is_run_again_on_a_new_one(
     make_app, database_url, relay, accounts_for, terminate
 ):
-    """The server closes a connection just checked out to be kept, before the request's first
+    """The server closes a checked-out connection after checkout, before the request's first
     statement: the request still succeeds, once, on a new connection."""
-    app = relayed_app(make_app, database_url, relay, COFFER_THREADS=1)
+    app = relayed_app(make_app, database_url, relay, COFFER_THREADS=0)
     client, user = app.test_client(), accounts_for(app).create()
     created = client.post(f"{API}/data/notes", json={"data": {"n": 1}}, headers=user.headers)
     record = f"{API}/data/notes/{created.get_json()['id']}"
     with app.app_context():
         engine = db.engine
-        engine.dispose()  # with the kept connection: the next request checks a new one out
     closed = []
 
     def close_after_checkout(dbapi_connection, _record, _proxy):

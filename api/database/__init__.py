@@ -5,14 +5,14 @@ taken up (a local look at its socket instead), no BEGIN and ROLLBACK around the 
 statements (they run in AUTOCOMMIT, each its own transaction), and no parsing anew (psycopg
 prepares a statement on its fifth use on a connection, and keeps it until a ROLLBACK).
 
-A worker keeps COFFER_THREADS connections from request to request (sized into the pool), and
-that many of its requests use the database at once, each on a kept one, in turn: a request
-neither checks a connection out nor returns it. The statements of every request (the session
-check, reading a record, a list's first page, creating a record) are compiled once and run on
-the DB-API cursor (`Statement`, `Write`).
+Each worker thread that serves ordinary requests keeps one connection from request to request
+(COFFER_THREADS of them per worker, sized into the pool), so that a request neither checks a
+connection out nor returns it; the statements of every request (the session check, reading a
+record, a list's first page, creating a record) are compiled once and run on the DB-API cursor
+(`Statement`, `Write`).
 
 The package: engine.py (URL, pool, pragmas, the check at checkout), request_connection.py
-(a request's connection), kept.py (the kept connections, taken in turn), statements.py
+(a request's connection), kept.py (the connections request threads keep), statements.py
 (`Statement`, `Write`), writers.py (`transaction`, `dbapi_transaction`, SQLite's writer
 queue).
 """

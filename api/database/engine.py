@@ -46,18 +46,15 @@ def _json_default(value: object) -> str:
 _JSON_CODEC = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
 
 
-POOL_TIMEOUT = 5  # seconds a request waits for a connection (or its turn, kept.py): then 503
+def engine_options(url: str, threads: int = 2) -> dict:
+    """The engine of a worker whose `threads` request threads each keep a connection.
 
-
-def engine_options(url: str, threads: int = 4) -> dict:
-    """The engine of a worker whose requests use `threads` kept connections, in turn.
-
-    The pool holds those, a connection per request in its turn for its ORM session, and two
-    for the worker's own threads (the change feed's hub, the mail sender); the overflow serves
-    change streams' reads and bursts. A pool smaller than that would make requests wait for
-    each other's connections, and fail with 503 after `pool_timeout`.
+    The pool holds those, a connection per request thread for its ORM session, and two for the
+    worker's own threads (the change feed's hub, the mail sender); the overflow serves change
+    streams' checks and bursts. A pool smaller than that would make requests wait for each
+    other's kept connections, and fail with 503 after `pool_timeout`.
     """
-    pool = {"pool_size": 2 * threads + 2, "max_overflow": 5, "pool_timeout": POOL_TIMEOUT}
+    pool = {"pool_size": 2 * threads + 2, "max_overflow": 5, "pool_timeout": 5}
     if url.startswith("sqlite"):
         # `timeout` is SQLite's busy timeout: writers queue instead of failing at once.
         if url in ("sqlite://", "sqlite:///:memory:"):

@@ -1,97 +1,96 @@
-"""The connections that requests keep from request to request, and a request's connection:
-a kept one, taken in turn."""
+"""The connections that request threads keep from request to request, and a request's
+connection: the thread's kept one, or one checked out for the request."""
 
 import contextlib
 import sqlite3
 import threading
+import weakref
 
 from flask import current_app, g
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from api.database.engine import POOL_TIMEOUT
 from api.database.request_connection import RequestConnection
 from api.extensions import db
 
 
 class KeptConnections:
-    """The connections that a worker's requests keep from request to request: at most `limit`
-    (COFFER_THREADS, as the pool is sized), each serving one request at a time.
+    """The connections that a worker's request threads keep from request to request: one per
+    thread, for at most `limit` threads at a time (COFFER_THREADS, as the pool is sized).
 
-    A request takes a turn at its first statement and gives it back, with its connection,
-    when it ends: at most `limit` requests of a process use the database at once, and each
-    finds a kept connection free, however many threads the server runs (gthread starts one
-    for every request that finds none idle). Others wait for a turn, which costs less than
-    what they did before: check a connection out of the pool for the request, and contend
-    with the others for the GIL (four turns a worker served 5-37% more requests on the same
-    CPUs, bench/README.md). A request that is about to hold on for long (a change
-    stream) gives its turn back at once (`let_go`). `Engine.dispose` closes them all.
+    Any further thread (a burst beyond the request threads, a change stream's) checks a
+    connection out for its request and returns it at the end, as without keeping. A thread
+    that is about to hold on to its request for long (a change stream) lets its kept
+    connection go (`let_go`), so that a request thread can keep it instead. `Engine.dispose`
+    closes them all.
     """
 
-    def __init__(self, limit: int, wait: float = POOL_TIMEOUT) -> None:
-        self.limit = max(limit, 1)
-        self.turns = threading.BoundedSemaphore(self.limit)
-        self.wait = wait  # for a turn, as long as for a pool connection: then 503
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
         self.kept: set[RequestConnection] = set()
-        self.free: list[RequestConnection] = []
+        self.taking = 0  # threads checking out the connection they will keep
         self.lock = threading.Lock()
+        self.local = threading.local()
         self.engine: Engine | None = None
 
-    def take(self, engine: Engine) -> RequestConnection:
-        """A kept connection for this request, once it is this request's turn (see the class):
-        a free one, or a new one while fewer than `limit` are kept. No turn within `wait`
-        seconds raises the pool's own TimeoutError (503, as when the pool has no connection)."""
-        if not self.turns.acquire(timeout=self.wait):
-            raise PoolTimeoutError(f"no kept database connection was free within {self.wait} s")
+    def take(self, engine: Engine) -> RequestConnection | None:
+        """This thread's kept connection, ready for a request; None when the thread may not
+        keep one (and so checks one out for the request)."""
+        conn = getattr(self.local, "conn", None)
+        if conn is not None and not conn.closed:
+            return conn.start_request()
+        with self.lock:
+            if self.engine is not engine:
+                self._watch(engine)
+            if len(self.kept) + self.taking >= self.limit:
+                return None
+            self.taking += 1  # checked out outside the lock: it may wait for the pool
         try:
+            conn = RequestConnection(engine).autocommit()
+        finally:
             with self.lock:
-                if self.engine is not engine:
-                    self._watch(engine)
-                while self.free:
-                    conn = self.free.pop()
-                    if not conn.closed:
-                        return conn.start_request()
-                    self.kept.discard(conn)
-            conn = RequestConnection(engine).autocommit()  # a turn is free, so is a place
-            with self.lock:
-                self.kept.add(conn)
-            return conn
-        except BaseException:
-            self.turns.release()
-            raise
+                self.taking -= 1
+        with self.lock:
+            self.kept.add(conn)
+        self.local.conn = conn
+        # A thread that ends (a server that starts one per request) gives its connection back.
+        self.local.end = _ThreadEnd()
+        weakref.finalize(self.local.end, self._give_back, conn)
+        return conn
+
+    def _give_back(self, conn: RequestConnection) -> None:
+        with self.lock:
+            if conn not in self.kept:
+                return  # let go already, or closed with the engine
+            self.kept.discard(conn)
+        with contextlib.suppress(DBAPIError):
+            conn.close()
 
     def end_request(self, conn: RequestConnection) -> None:
         """End a request on a kept connection: roll back what it left open (nothing, unless
-        it failed), or give the connection up if the database dropped it; then the turn."""
+        it failed), and give it up if the database dropped it."""
+        if conn.invalidated:
+            self.let_go()
+            return
         try:
-            if conn.invalidated or conn.closed or not self.holds(conn):  # dropped, disposed of
-                self._drop(conn)
-                return
-            try:
-                if conn.in_transaction():
-                    conn.rollback()
-                elif _sqlite_in_transaction(conn):
-                    conn.connection.dbapi_connection.rollback()
-            except (DBAPIError, sqlite3.Error):
-                self._drop(conn)
-                return
-            with self.lock:
-                self.free.append(conn)
-        finally:
-            self.turns.release()
+            if conn.in_transaction():
+                conn.rollback()
+            elif _sqlite_in_transaction(conn):
+                conn.connection.dbapi_connection.rollback()
+        except (DBAPIError, sqlite3.Error):
+            self.let_go()
 
     def holds(self, conn: Connection) -> bool:
-        return conn in self.kept
+        return getattr(self.local, "conn", None) is conn
 
-    def _drop(self, conn: RequestConnection) -> None:
-        with self.lock:
-            self.kept.discard(conn)
-        try:
-            conn.close()
-        except DBAPIError:  # the failed rollback has invalidated it: this one hands it back
-            conn.close()
+    def let_go(self) -> None:
+        """Return this thread's kept connection to the pool, if it keeps one."""
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            return
+        self.local.conn = self.local.end = None
+        self._give_back(conn)
 
     def _watch(self, engine: Engine) -> None:
         self.engine = engine
@@ -99,10 +98,9 @@ class KeptConnections:
 
     def _close_all(self, _engine: Engine) -> None:
         """The engine's pool has been disposed of: close the kept connections rather than
-        return them to it (invalidating closes the DB-API connection); one in a request
-        is given up as that request ends."""
+        return them to it (invalidating closes the DB-API connection)."""
         with self.lock:
-            kept, self.kept, self.free = self.kept, set(), []
+            kept, self.kept = self.kept, set()
         for conn in kept:
             with contextlib.suppress(Exception):
                 conn.invalidate()
@@ -112,8 +110,12 @@ class KeptConnections:
 def _sqlite_in_transaction(conn: RequestConnection) -> bool:
     """A transaction that sqlite3 began under SQLAlchemy's bookkeeping: a `Write` run outside
     `dbapi_transaction` (which commits or rolls back its own) would leave one, holding the
-    database's write lock for as long as the connection is kept."""
+    database's write lock for as long as the thread keeps the connection."""
     return conn.dialect.name == "sqlite" and conn.connection.dbapi_connection.in_transaction
+
+
+class _ThreadEnd:
+    """Lives as long as its thread's locals: its finalizer runs when the thread ends."""
 
 
 def _kept() -> KeptConnections:
@@ -121,8 +123,8 @@ def _kept() -> KeptConnections:
 
 
 def connection() -> RequestConnection:
-    """This request's Core connection: a kept one (KeptConnections), taken at first use and
-    given back at teardown.
+    """This request's Core connection: the one its thread keeps, or one checked out on first
+    use and returned at teardown.
 
     The hot paths (the auth check on every request, reading and creating records) run Core
     statements on it: the ORM's unit of work and identity map cost several times the query.
@@ -132,17 +134,29 @@ def connection() -> RequestConnection:
     conn = g.get("db_connection")
     if conn is None:
         engine = db.engine
-        conn = _kept().take(engine)
+        conn = _kept().take(engine) or RequestConnection(engine).autocommit()
         g.db_connection = conn
     return conn
 
 
 def let_go() -> None:
-    """This request will hold on for long (a change stream): it gives its connection, and its
-    turn, back now, for other requests."""
+    """This request will hold its thread for long (a change stream): the thread gives up the
+    connection it keeps, for a request thread to keep."""
+    kept = _kept()
     conn = g.pop("db_connection", None)
     if conn is not None:
-        _kept().end_request(conn)
+        _end(kept, conn)
+    kept.let_go()
+
+
+def _end(kept: KeptConnections, conn: RequestConnection) -> None:
+    if kept.holds(conn):
+        kept.end_request(conn)
+        return
+    try:
+        conn.close()
+    except DBAPIError:
+        conn.close()
 
 
 def release_session(_exc: BaseException | None) -> None:
@@ -154,7 +168,7 @@ def release_session(_exc: BaseException | None) -> None:
     """
     conn = g.pop("db_connection", None)
     if conn is not None:
-        _kept().end_request(conn)
+        _end(_kept(), conn)
     try:
         db.session.remove()
     except DBAPIError:
