@@ -5,6 +5,7 @@ streams never take the whole connection pool from requests."""
 import threading
 import time
 
+import sqlalchemy as sa
 from helpers import create, watch
 from sqlalchemy import event
 
@@ -53,22 +54,50 @@ class HeldConnections:
             time.sleep(READ_SECONDS)
 
 
-def test_a_change_that_wakes_many_streams_reaches_all_read_a_few_at_a_time(app, client, user):
-    streams = [watch(client, user, "notes") for _ in range(STREAMS)]
-    received: list[dict | None] = [None] * STREAMS
-    ready = threading.Barrier(STREAMS + 1)
+class FailedReads:
+    """The first `count` statements that the streams' threads run fail, as when the database
+    refuses them."""
+
+    def __init__(self, engine, threads: set[int], count: int) -> None:
+        self.engine, self.threads, self.left = engine, threads, count
+        self.lock = threading.Lock()
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._fail)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._fail)
+
+    def _fail(self, _conn, _cursor, statement, *_args) -> None:
+        if threading.get_ident() not in self.threads:
+            return
+        with self.lock:
+            if self.left == 0:
+                return
+            self.left -= 1
+        raise sa.exc.OperationalError(statement, {}, Exception("the database refused it"))
+
+
+def woken_together(app, client, user, count: int, watching) -> tuple[list, dict]:
+    """`count` streams, each waiting for an event in a thread of its own, while `watching`
+    (a context manager made from the feed's engine and those threads) is in place, and one
+    record created: what each stream received, and the record."""
+    streams = [watch(client, user, "notes") for _ in range(count)]
+    received: list[dict | None] = [None] * count
+    ready = threading.Barrier(count + 1)
 
     def wait_for_event(index: int) -> None:
         ready.wait()
         received[index] = streams[index].event()
 
-    threads = [threading.Thread(target=wait_for_event, args=(i,)) for i in range(STREAMS)]
+    threads = [threading.Thread(target=wait_for_event, args=(i,)) for i in range(count)]
     with app.app_context():
         engine = app.extensions["coffer_feed"].hub().engine
     try:
         for thread in threads:
             thread.start()
-        with HeldConnections(engine, {thread.ident for thread in threads}) as held:
+        with watching(engine, {thread.ident for thread in threads}):
             ready.wait()
             time.sleep(0.2)  # every stream waits for a change
             record = create(client, user, {"n": 1}, "notes")
@@ -77,7 +106,35 @@ def test_a_change_that_wakes_many_streams_reaches_all_read_a_few_at_a_time(app, 
     finally:
         for stream in streams:
             stream.close()
-    assert not any(thread.is_alive() for thread in threads)
+    assert not any(thread.is_alive() for thread in threads), "a stream got no event"
+    return received, record
+
+
+def test_a_change_that_wakes_many_streams_reaches_all_read_a_few_at_a_time(app, client, user):
+    held = None
+
+    def watching(engine, threads):
+        nonlocal held
+        held = HeldConnections(engine, threads)
+        return held
+
+    received, record = woken_together(app, client, user, STREAMS, watching)
     assert [got["event"] for got in received] == ["created"] * STREAMS
     assert {got["data"]["record"]["id"] for got in received} == {record["id"]}
     assert held.most == LOG_READERS  # they did overlap, but no more than that
+
+
+def test_streams_whose_reads_failed_read_again_and_give_their_place_back(app, client, user):
+    """More streams than LOG_READERS all fail their first read: each gives its place back,
+    retries a second later from its position, and gets the change; none waits forever."""
+    count = LOG_READERS + 2
+    failed = []
+
+    def watching(engine, threads):
+        failed.append(FailedReads(engine, threads, count))
+        return failed[0]
+
+    received, record = woken_together(app, client, user, count, watching)
+    assert failed[0].left == 0  # every stream's first read failed
+    assert [got["event"] for got in received] == ["created"] * count
+    assert {got["data"]["record"]["id"] for got in received} == {record["id"]}

@@ -128,7 +128,7 @@ class Feed:
             raise TooManyStreams()
         try:
             hub = self.hub()
-            with hub.readers, hub.engine.connect() as conn:  # as a stream reads (LOG_READERS)
+            with hub.reading() as conn:  # as a stream reads: one of LOG_READERS
                 changes.number(conn)  # what committed before the stream opened comes before it
                 position = changes.head(conn)
                 resumed = None

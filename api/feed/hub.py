@@ -16,14 +16,16 @@ starts, not at once (workers that live a few requests never all prune together),
 PRUNE_SECONDS, by Coffer's clock (api/clock.py). `flask purge` prunes it too.
 """
 
+import contextlib
 import logging
 import os
 import random
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from api import changes, clock, tokens
 from api.feed.fanout import LOCAL, Fanout
@@ -63,6 +65,13 @@ class Hub:
         self._woken = threading.Event()
         self._publish = False
         self._threads: list[threading.Thread] = []
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection of the app's pool for a stream to read the log on, once fewer than
+        LOG_READERS streams of this process are reading."""
+        with self.readers, self.engine.connect() as conn:
+            yield conn
 
     def start(self) -> None:
         with self.engine.connect() as conn:

@@ -119,7 +119,7 @@ def _touched(hub, stream: Stream) -> bool:
 def _read(hub, stream: Stream, statement: sa.Select, through: int) -> Iterator[Event]:
     while True:
         params = {"after": stream.position, "through": through, "limit": PAGE}
-        with hub.readers, hub.engine.connect() as conn:  # a few streams at once (LOG_READERS)
+        with hub.reading() as conn:
             rows = conn.execute(statement, params).mappings().all()
         for row in rows:
             if stream.ended.is_set():
