@@ -22,6 +22,7 @@ other tests' mail. Tests deliver with deliver_due() themselves.
 import asyncio
 import email
 import email.policy
+import errno
 import gc
 import ipaddress
 import os
@@ -44,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HOST = "127.0.0.1"
+PORT_ATTEMPTS = 5  # free ports tried by a sink whose port was taken before it bound it
 AKI = x509.AuthorityKeyIdentifier
 TOKEN_IN_LINK = re.compile(r"#token=([A-Za-z0-9_~.%-]+)")
 CODE = re.compile(r"\b(\d{6})\b")
@@ -110,6 +112,7 @@ class SmtpSink:
         self.implicit_tls = implicit_tls
         self.credentials = credentials
         self.port = _free_port()
+        self._port_told = False  # once `url` has been read, the port is the sink's for good
         self.messages: list[EmailMessage] = []
         self.deliveries: list[Delivery] = []
         self.logins: list[tuple[str, str]] = []
@@ -122,6 +125,7 @@ class SmtpSink:
 
     @property
     def url(self) -> str:
+        self._port_told = True
         scheme = "smtps" if self.implicit_tls else "smtp"
         user = ":".join(quote(part, safe="") for part in self.credentials or ())
         user += "@" if user else ""
@@ -146,15 +150,27 @@ class SmtpSink:
         if self.credentials:
             options["authenticator"] = self._authenticate
             options["auth_require_tls"] = True
-        controller = Controller(_Handler(self), hostname=HOST, port=self.port, **options)
-        _hold_garbage_collection()  # before the server's thread exists
-        try:
-            controller.start()
-        except BaseException:
-            _release_garbage_collection()
-            raise
-        self._controller = controller
-        return self
+        attempts = 1
+        while True:
+            controller = Controller(_Handler(self), hostname=HOST, port=self.port, **options)
+            _hold_garbage_collection()  # before the server's thread exists
+            try:
+                controller.start()
+            except OSError as exc:
+                controller.stop(no_assert=True)  # its loop and thread, with any socket
+                _release_garbage_collection()
+                # The free port was taken meanwhile (another test's server): take another,
+                # unless a client was already told this one.
+                if exc.errno != errno.EADDRINUSE or self._port_told or attempts == PORT_ATTEMPTS:
+                    raise
+                attempts += 1
+                self.port = _free_port()
+                continue
+            except BaseException:
+                _release_garbage_collection()
+                raise
+            self._controller = controller
+            return self
 
     def stop(self) -> None:
         self.release()
