@@ -1,10 +1,12 @@
 """The UUIDs and datetimes that SQLite's row readers make (api/database/statements.py) carry
-their text, made from what is stored: it must be exactly the text the plain types make."""
+their text, made from what is stored: it must be exactly the text the plain types make. And
+what the statements bind and read without SQLAlchemy's result objects is what SQLAlchemy's
+own processors bind and read."""
 
 import copy
 import pickle
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -14,7 +16,13 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
 from api.database.engine import _json_text
-from api.database.statements import StoredDateTime, StoredUUID, _result_processor
+from api.database.statements import (
+    StoredDateTime,
+    StoredUUID,
+    _bind_processor,
+    _reader,
+    _result_processor,
+)
 from api.models import UTCDateTime
 from schemas.common import format_timestamp
 from schemas.data import record_public
@@ -24,6 +32,8 @@ READ_UUID = _result_processor(sa.Uuid(), DIALECT)
 READ_TIME = _result_processor(UTCDateTime(), DIALECT)
 OWN_UUID = sa.Uuid().dialect_impl(DIALECT).result_processor(DIALECT, None)
 OWN_TIME = UTCDateTime().dialect_impl(DIALECT).result_processor(DIALECT, None)
+BIND_TIME = _bind_processor(UTCDateTime(), DIALECT)
+OWN_BIND_TIME = UTCDateTime().dialect_impl(DIALECT).bind_processor(DIALECT)
 TIMESPECS = ("auto", "hours", "minutes", "seconds", "milliseconds", "microseconds")
 
 moments = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31))
@@ -113,3 +123,48 @@ def test_a_json_column_writes_them_as_the_plain_types(found, moment):
     assert _json_text(read) == orjson.dumps(plain).decode()
     with pytest.raises(TypeError):
         _json_text({"x": object()})
+
+
+zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+)
+
+
+@given(moments, zones)
+def test_a_datetime_is_bound_as_sqlalchemy_binds_it(moment, zone):
+    """The auth check binds "now" on every request: UTC ones are written straight, any other
+    (another zone, naive, None) by the type's own processor, and all exactly alike."""
+    assert BIND_TIME is not OWN_BIND_TIME  # SQLite's own form is known, so it has a fast path
+    aware = moment.replace(tzinfo=UTC).astimezone(zone)
+    assert BIND_TIME(aware) == OWN_BIND_TIME(aware)
+    assert BIND_TIME(READ_TIME(stored(moment))) == OWN_BIND_TIME(aware)  # a StoredDateTime
+    assert BIND_TIME(None) is None
+    assert BIND_TIME(moment) == OWN_BIND_TIME(moment)  # naive: read in the local zone alike
+
+
+def test_other_types_and_databases_bind_with_their_own_processors():
+    postgresql = sa.create_engine("postgresql+psycopg://").dialect
+    for type_, dialect in ((UTCDateTime(), postgresql), (sa.DateTime(), DIALECT)):
+        own = type_.dialect_impl(dialect).bind_processor(dialect)
+        assert _bind_processor(type_, dialect).__code__ is own.__code__
+    assert _bind_processor(sa.Integer(), DIALECT) is None
+
+
+@given(
+    st.lists(
+        st.tuples(st.one_of(st.none(), st.uuids().map(lambda u: u.hex)), st.integers()),
+        max_size=5,
+    )
+)
+def test_rows_are_read_into_dicts_keyed_like_the_columns(rows):
+    """The reader written for a statement's columns: each value through its processor, None
+    through it too (the processors take None), and keys that are no Python names kept."""
+    keys = ("id", "class", "a b")
+    read = _reader(keys, (READ_UUID, None, str))
+    raw = [(found, number, number) for found, number in rows]
+    assert read(raw) == [
+        {"id": READ_UUID(found), "class": number, "a b": str(number)} for found, number in rows
+    ]
+    with pytest.raises(ValueError):  # a row of another statement
+        read([(None, 1)])
+    assert _reader((), ())([(), ()]) == [{}, {}]

@@ -241,7 +241,7 @@ class _Compiled:
         self.slots: list[tuple[str, str, Callable | None, object, bool]] = []
         for name in names:
             bind = compiled.binds[name]
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            process = _bind_processor(bind.type, dialect)
             fixed = None if bind.required else bind.effective_value
             if fixed is not None and process is not None:
                 fixed = process(fixed)
@@ -249,6 +249,7 @@ class _Compiled:
         columns = stmt.exported_columns  # a SELECT's; a write's RETURNING (none: no rows)
         self.keys = tuple(columns.keys())
         self.processors = tuple(_result_processor(column.type, dialect) for column in columns)
+        self.read = _reader(self.keys, self.processors)
 
     def bind(self, params: dict):
         values = []
@@ -262,14 +263,53 @@ class _Compiled:
             return values
         return {slot[0]: value for slot, value in zip(self.slots, values, strict=True)}
 
-    def read(self, rows: list[tuple]) -> list[dict]:
-        keys, processors = self.keys, self.processors
-        if not any(processors):
-            return [dict(zip(keys, row, strict=True)) for row in rows]
-        return [
-            {
-                key: value if process is None else process(value)
-                for key, process, value in zip(keys, processors, row, strict=True)
-            }
-            for row in rows
-        ]
+
+def _reader(keys: tuple[str, ...], processors: tuple[Callable | None, ...]) -> Callable:
+    """`read(rows)`: each row (a DB-API tuple) as a dict keyed like the statement's columns,
+    each value through its column's processor, written as one comprehension for these columns
+    (a loop over keys and processors cost as much again as the processors):
+
+        def read(rows):
+            return [{"id": p0(c0), "collection": c1, ...} for (c0, c1, ...) in rows]
+    """
+    if not keys:
+        return _no_columns
+    names = [f"c{i}" for i in range(len(keys))]
+    values = [
+        name if process is None else f"p{i}({name})"
+        for i, (name, process) in enumerate(zip(names, processors, strict=True))
+    ]
+    display = ", ".join(f"{key!r}: {value}" for key, value in zip(keys, values, strict=True))
+    source = f"def read(rows):\n    return [{{{display}}} for ({', '.join(names)},) in rows]\n"
+    namespace = {f"p{i}": process for i, process in enumerate(processors) if process is not None}
+    exec(compile(source, "<row reader>", "exec"), namespace)  # noqa: S102 - our own source
+    return namespace["read"]
+
+
+def _no_columns(rows: list[tuple]) -> list[dict]:
+    return [{} for _ in rows]
+
+
+def _bind_processor(type_: sa.types.TypeEngine, dialect: Dialect) -> Callable | None:
+    """The type's own bind processor; on SQLite, for a datetime type that stores an aware
+    UTC datetime naive (UTCDateTime), one that writes the usual value (an aware datetime in
+    UTC) straight in the form SQLAlchemy writes, and gives any other to the type's own."""
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if dialect.name != "sqlite" or process is None or not isinstance(type_, sa.TypeDecorator):
+        return process
+    if not isinstance(type_.impl_instance, sa.DateTime):
+        return process
+    if type_.process_bind_param(_AWARE, dialect) != _NAIVE:  # not stored naive in UTC
+        return process
+    if process(_AWARE) != _SQLITE_AWARE_TEXT:  # not SQLAlchemy's SQLite format
+        return process
+    return functools.partial(_sqlite_utc_bind, process)
+
+
+_SQLITE_AWARE_TEXT = "2000-01-01 00:00:00.000000"  # _AWARE, as SQLAlchemy stores it on SQLite
+
+
+def _sqlite_utc_bind(process: Callable, value):
+    if isinstance(value, datetime) and value.tzinfo is UTC:
+        return value.isoformat(" ", "microseconds")[:-6]  # "+00:00" off: stored naive
+    return process(value)
