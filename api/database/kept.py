@@ -169,6 +169,8 @@ def release_session(_exc: BaseException | None) -> None:
     conn = g.pop("db_connection", None)
     if conn is not None:
         _end(_kept(), conn)
+    if not db.session.registry.has():  # the request used no ORM session: nothing to end
+        return
     try:
         db.session.remove()
     except DBAPIError:
