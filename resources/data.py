@@ -28,6 +28,7 @@ from api.http.operation import (
     path_parameter,
     response,
 )
+from api.http.queries import per_query_string
 from api.http.web import JSON, MERGE_PATCH, V1
 from api.record_rules import COLLECTION_NAME, COLLECTION_PATTERN
 from schemas.data import (
@@ -117,6 +118,12 @@ class Collections(Resource):
         return found, None
 
 
+@per_query_string
+def _listing(sort: str | None) -> query.Listing:
+    """The request's filters and sort (a Listing is immutable)."""
+    return query.parse(request.args, sort=sort)
+
+
 class Collection(Resource):
     @authenticate_or_anonymous
     @data_route
@@ -126,7 +133,7 @@ class Collection(Resource):
     @other_responses(_NOT_ADMIN)
     def get(self, args, collection):
         """List the records the caller may read in `scope`: filters, sort, keyset pages."""
-        listing = query.parse(request.args, sort=args["sort"])
+        listing = _listing(args["sort"])
         return records.page_of(
             g.caller,
             collection,

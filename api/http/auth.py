@@ -8,6 +8,7 @@ from flask import g, request
 from api import ratelimit, stream_tickets, tokens
 from api.errors import Forbidden, Unauthenticated
 from api.http.operation import declare
+from api.http.queries import QUERY_CREDENTIALS
 from api.http.web import client_ip
 
 
@@ -48,9 +49,6 @@ def authenticate(view):
     return wrapper
 
 
-_QUERY_CREDENTIALS = frozenset({"access_token", "ticket"})
-
-
 def authenticate_or_anonymous(view):
     """A valid access token as `authenticate` wants, or no Authorization header at all: then
     `g.caller` is None (the view decides what an anonymous caller may do), and the request
@@ -59,7 +57,7 @@ def authenticate_or_anonymous(view):
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        if "Authorization" in request.headers or _QUERY_CREDENTIALS & request.args.keys():
+        if "Authorization" in request.headers or QUERY_CREDENTIALS & request.args.keys():
             _authenticate()
         else:
             ratelimit.enforce_anonymous_api_limit(client_ip())

@@ -24,9 +24,10 @@ from flask import Response
 from marshmallow import Schema, fields
 
 from api.http.pagination import next_link, page_schema
+from api.http.queries import QUERY_CREDENTIALS, load_query
 from api.http.serializers import serializer
 from api.http.sse import EVENT_STREAM, EventStreamBody
-from api.http.web import JSON, load_body, load_query
+from api.http.web import JSON, load_body
 
 _DECLARATION = "__coffer_operation__"
 
@@ -115,10 +116,12 @@ def arguments(schema: Schema, *, parameters: tuple[dict, ...] = ()):
     documents query parameters that the view parses itself (the data filters).
     """
 
+    remember = not QUERY_CREDENTIALS & schema.fields.keys()
+
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            loaded = load_query(schema)
+            loaded = load_query(schema, remember=remember)
             if not schema.fields:
                 return view(*args, **kwargs)
             return view(*args, loaded, **kwargs)

@@ -10,7 +10,7 @@ import orjson
 from flask import Flask, Request, Response, current_app, g, has_request_context, request
 from flask.sessions import SessionInterface
 from flask_cors.core import get_cors_headers, get_cors_options, parse_resources, try_match_pattern
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -85,33 +85,6 @@ def load_body(schema: Schema, *, media_types: tuple[str, ...] = (JSON,)) -> dict
         message = "The request body must be a JSON object."
         raise Problem(422, message, errors={"_schema": [message]})
     return schema.load(body)
-
-
-_NO_QUERY: dict[int, dict] = {}  # per schema: what an empty query string loads to
-
-
-def load_query(schema: Schema) -> dict:
-    """Validate query parameters: 400 when one is unknown or malformed, 422 when out of range."""
-    if not request.args:  # the usual case: every schema's defaults, loaded once
-        defaults = _NO_QUERY.get(id(schema))
-        if defaults is None:
-            defaults = _NO_QUERY[id(schema)] = _load_query(schema, {})
-        return dict(defaults)
-    return _load_query(schema, request.args.to_dict(flat=True))
-
-
-def _load_query(schema: Schema, args: dict) -> dict:
-    try:
-        return schema.load(args)
-    except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        malformed = any(
-            name not in schema.fields
-            or set(problems) & set(schema.fields[name].error_messages.values())
-            for name, problems in messages.items()
-        )
-        status = 400 if malformed else 422
-        raise Problem(status, "A query parameter is invalid.", errors=messages) from None
 
 
 def json_response(data: object, code: int, headers: dict | None = None) -> Response:
