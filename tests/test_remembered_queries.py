@@ -73,3 +73,18 @@ def test_a_long_query_string_is_never_kept(app):
     with app.test_request_context("/?sort=-data.n"):
         load_query(record_list_query)
         assert _remembered_load.cache_info().misses in (kept.misses, kept.misses + 1)
+
+
+def test_a_next_link_is_the_lists_own_for_the_same_query_string(client, accounts, admin):
+    for _ in range(2):  # three users: a second page with a link of its own
+        accounts.create()
+    client.post("/api/v1/sessions", json={"email": admin.email, "password": admin.password})
+    for path in ("/api/v1/users", "/api/v1/sessions", "/api/v1/users"):
+        first = client.get(f"{path}?limit=1", headers=admin.headers)
+        assert first.headers["Link"].startswith(f"<{path}?limit=1&cursor="), path
+        cursor = first.get_json()["next_cursor"]
+        assert first.headers["Link"] == f'<{path}?limit=1&cursor={cursor}>; rel="next"'
+    following = client.get(first.headers["Link"][1:].split(">")[0], headers=admin.headers)
+    assert following.status_code == 200 and following.get_json()["next_cursor"]
+    assert following.headers["Link"].startswith("</api/v1/users?limit=1&cursor=")
+    assert following.headers["Link"] != first.headers["Link"]

@@ -5,6 +5,8 @@ from urllib.parse import urlencode
 from flask import request
 from marshmallow import Schema, fields
 
+from api.http.queries import per_query_string
+
 _ENVELOPES: dict[type[Schema], Schema] = {}
 
 
@@ -33,6 +35,13 @@ def next_link(next_cursor: str | None) -> dict[str, str]:
     """
     if not next_cursor:
         return {}
-    query = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
-    query.append(("cursor", next_cursor))
-    return {"Link": f'<{request.path}?{urlencode(query)}>; rel="next"'}
+    cursor = urlencode((("cursor", next_cursor),))
+    return {"Link": f'<{_before_cursor(request.path)}{cursor}>; rel="next"'}
+
+
+@per_query_string
+def _before_cursor(path: str) -> str:
+    """The next page's link up to its cursor: the path and every query parameter but the
+    cursor, encoded again, ready for `cursor=…` (the same for every page of a listing)."""
+    query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "cursor"])
+    return f"{path}?{query}&" if query else f"{path}?"
