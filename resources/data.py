@@ -28,7 +28,7 @@ from api.http.operation import (
     path_parameter,
     response,
 )
-from api.http.queries import per_query_string
+from api.http.queries import per_query_string, query_names
 from api.http.web import JSON, MERGE_PATCH, V1
 from api.record_rules import COLLECTION_NAME, COLLECTION_PATTERN
 from schemas.data import (
@@ -95,7 +95,7 @@ def data_route(view):
         name = kwargs.get("collection")
         if name is not None and not COLLECTION_NAME.fullmatch(name):
             raise InvalidRequest(f"A collection name must match {COLLECTION_PATTERN}.")
-        if "owner_id" in request.args:
+        if "owner_id" in query_names():
             if g.caller is None or g.caller.role != "admin":
                 raise Forbidden("Only admins may read another user's records (owner_id).")
             if request.method not in ("GET", "HEAD"):

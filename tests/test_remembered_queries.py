@@ -88,3 +88,16 @@ def test_a_next_link_is_the_lists_own_for_the_same_query_string(client, accounts
     assert following.status_code == 200 and following.get_json()["next_cursor"]
     assert following.headers["Link"].startswith("</api/v1/users?limit=1&cursor=")
     assert following.headers["Link"] != first.headers["Link"]
+
+
+def test_the_names_of_a_query_are_read_decoded_each_time(client, user, admin):
+    """The kept names of a query string are its parameters' decoded names: a token in the
+    query string is refused however its name is written, and so is a user's owner_id."""
+    for _ in range(2):
+        for name in ("access_token", "access%5Ftoken", "access%5ftoken"):
+            response = client.get(f"/api/v1/users/me?{name}=x", headers=user.headers)
+            assert response.status_code == 401, name
+        for name in ("owner_id", "owner%5Fid"):
+            url = f"/api/v1/data/tasks?{name}={user.id}"
+            assert client.get(url, headers=user.headers).status_code == 403, name
+            assert client.get(url, headers=admin.headers).status_code == 200, name

@@ -8,7 +8,7 @@ from flask import g, request
 from api import ratelimit, stream_tickets, tokens
 from api.errors import Forbidden, Unauthenticated
 from api.http.operation import declare
-from api.http.queries import QUERY_CREDENTIALS
+from api.http.queries import QUERY_CREDENTIALS, query_names
 from api.http.web import client_ip
 
 
@@ -21,13 +21,11 @@ def _bearer_token(environ: dict) -> str | None:
 
 
 def _authenticate() -> None:
-    current = request._get_current_object()  # one context lookup for all that follows
-    environ = current.environ
-    if environ.get("QUERY_STRING") and "access_token" in current.args:
+    if "access_token" in query_names():
         raise Unauthenticated(
             "Tokens are accepted only in the Authorization header.", reason="invalid_request"
         )
-    token = _bearer_token(environ)
+    token = _bearer_token(request.environ)
     if token is None:
         raise Unauthenticated("Authentication is required.", reason=None)
     caller = tokens.live_caller(token)
@@ -57,7 +55,7 @@ def authenticate_or_anonymous(view):
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        if "Authorization" in request.headers or QUERY_CREDENTIALS & request.args.keys():
+        if "Authorization" in request.headers or QUERY_CREDENTIALS & query_names():
             _authenticate()
         else:
             ratelimit.enforce_anonymous_api_limit(client_ip())
@@ -95,7 +93,7 @@ def authenticate_stream_or_anonymous(view):
 
     @functools.wraps(streamed)
     def wrapper(*args, **kwargs):
-        if "ticket" in request.args or "Authorization" in request.headers:
+        if "ticket" in query_names() or "Authorization" in request.headers:
             return streamed(*args, **kwargs)
         return authenticate_or_anonymous(view)(*args, **kwargs)
 

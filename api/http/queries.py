@@ -36,11 +36,18 @@ def per_query_string(function: Callable) -> Callable:
     return remembered
 
 
+@per_query_string
+def query_names() -> frozenset[str]:
+    """The names of the request's query parameters (the routes ask for a few on every request:
+    a token where none may be, a ticket, an admin's owner_id)."""
+    return frozenset(request.args.keys())
+
+
 def load_query(schema: Schema, *, remember: bool = True) -> dict:
     """Validate query parameters: 400 when one is unknown or malformed, 422 when out of range.
     `remember`: keep what a query string loads to, for the next request with the same one (an
     app asks for the first page of its list again and again)."""
-    if not request.args:  # the usual case: every schema's defaults, loaded once
+    if not query_names():  # the usual case: every schema's defaults, loaded once
         defaults = _NO_QUERY.get(id(schema))
         if defaults is None:
             defaults = _NO_QUERY[id(schema)] = _load_query(schema, {})
